@@ -1,0 +1,1 @@
+"""Sources -> raw Parquet: the embedded sample market, bring-your-own files, validation."""

@@ -1,0 +1,258 @@
+"""Validate whole datasets, then write raw Parquet (and quarantine) atomically per file.
+
+Nothing is written until every requested market has validated, so `--on-bad-rows fail` leaves
+the previous raw data untouched. Writing the same input twice gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.contract import TABLE_NAMES, TABLES
+from ingest.files import dataset_markets, read_market_files
+from ingest.layout import DataLayout
+from ingest.validation import (
+    ContractError,
+    MarketResult,
+    describe_missing_sessions,
+    describe_rejections,
+    validate_market,
+)
+
+OnBadRows = Literal["fail", "quarantine"]
+ON_BAD_ROWS: tuple[str, ...] = ("fail", "quarantine")
+
+
+class IngestError(ContractError):
+    """Validation found problems and the chosen policy says stop; nothing was written."""
+
+
+@dataclass
+class TableSummary:
+    rows: int
+    quarantined: int
+    first: str | None  # first date / timestamp in the table, ISO
+    last: str | None
+    path: Path
+    preview: pd.DataFrame = field(repr=False)
+
+
+@dataclass
+class MarketSummary:
+    market: str
+    source: str
+    synthetic: bool
+    tables: dict[str, TableSummary]
+    missing_sessions: dict[str, list[date]]
+    ignored_columns: dict[str, list[str]]
+
+
+def _time_column(table: str) -> str | None:
+    kinds = {column.name: column.kind for column in TABLES[table].columns}
+    for name in ("date", "published_at"):
+        if name in kinds:
+            return name
+    return None
+
+
+def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    converted = pa.Table.from_pandas(frame, schema=TABLES[table].arrow_schema(), preserve_index=False)
+    return converted.replace_schema_metadata(None)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _content_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_policy(
+    results: list[MarketResult], on_bad_rows: OnBadRows, allow_missing_sessions: bool
+) -> None:
+    problems: list[str] = []
+    n_rejected = sum(result.n_rejected for result in results)
+    if n_rejected and on_bad_rows == "fail":
+        lines = describe_rejections(results)
+        more = f"\n  ... and {n_rejected - len(lines)} more" if n_rejected > len(lines) else ""
+        problems.append(
+            f"{n_rejected} bad row(s):\n  " + "\n  ".join(lines) + more
+            + "\nFix them, or rerun with --on-bad-rows quarantine to load the rest and keep the "
+            "rejected rows with their reasons under data/quarantine/."
+        )
+    missing = [line for result in results for line in describe_missing_sessions(result)]
+    if missing and not allow_missing_sessions:
+        problems.append(
+            "sessions of the exchange calendar are missing inside the span of a series:\n  "
+            + "\n  ".join(missing)
+            + "\nIf the source simply lacks those days, rerun with --allow-missing-sessions to "
+            "accept them (they are recorded in raw/<market>/_ingest.json)."
+        )
+    if problems:
+        raise IngestError("nothing was written: " + "\n".join(problems))
+
+
+def write_results(
+    layout: DataLayout,
+    results: list[MarketResult],
+    *,
+    source: str,
+    synthetic: bool,
+    details: dict[str, object],
+    on_bad_rows: OnBadRows = "fail",
+    allow_missing_sessions: bool = False,
+) -> list[MarketSummary]:
+    if on_bad_rows not in ON_BAD_ROWS:
+        raise ValueError(f"on_bad_rows must be one of {', '.join(ON_BAD_ROWS)}, got {on_bad_rows!r}")
+    _check_policy(results, on_bad_rows, allow_missing_sessions)
+    summaries = []
+    for result in results:
+        market = result.market
+        tables: dict[str, TableSummary] = {}
+        hashes: dict[str, str] = {}
+        for table in TABLE_NAMES:
+            frame = result.tables[table]
+            path = layout.raw_file(market, table)
+            arrow = to_arrow(table, frame)
+            _write_atomically(path, lambda target, arrow=arrow: pq.write_table(arrow, target))
+            hashes[table] = _content_hash(path)
+            rejected = result.rejected[table]
+            quarantine = layout.quarantine_file(market, table)
+            if len(rejected):
+                _write_atomically(quarantine, rejected.to_parquet)
+            else:
+                # A quarantine file always describes the latest ingest of its table.
+                quarantine.unlink(missing_ok=True)
+            column = _time_column(table)
+            times = frame[column].dropna() if column else pd.Series(dtype=object)
+            tables[table] = TableSummary(
+                rows=len(frame),
+                quarantined=len(rejected),
+                first=str(min(times)) if len(times) else None,
+                last=str(max(times)) if len(times) else None,
+                path=path,
+                preview=frame.head(5),
+            )
+        manifest = {
+            "market": market,
+            "source": source,
+            "synthetic": synthetic,
+            **details,
+            "files": result.sources,
+            "rows": {table: summary.rows for table, summary in tables.items()},
+            "quarantined": {table: summary.quarantined for table, summary in tables.items()},
+            "ignored_columns": result.ignored_columns,
+            "missing_sessions_accepted": {
+                series: [day.isoformat() for day in days]
+                for series, days in sorted(result.missing_sessions.items())
+            },
+            "sha256": hashes,
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+        _write_atomically(layout.ingest_manifest(market), lambda target, t=text: target.write_text(t))
+        summaries.append(
+            MarketSummary(
+                market=market,
+                source=source,
+                synthetic=synthetic,
+                tables=tables,
+                missing_sessions=result.missing_sessions,
+                ignored_columns=result.ignored_columns,
+            )
+        )
+    return summaries
+
+
+def ingest_files(
+    layout: DataLayout,
+    root: str | Path,
+    markets: list[str] | None = None,
+    *,
+    on_bad_rows: OnBadRows = "fail",
+    allow_missing_sessions: bool = False,
+) -> list[MarketSummary]:
+    root = Path(root).expanduser().resolve()
+    results = [
+        validate_market(market, read_market_files(root, market))
+        for market in dataset_markets(root, markets)
+    ]
+    return write_results(
+        layout,
+        results,
+        source="files",
+        synthetic=False,
+        details={"path": str(root), "on_bad_rows": on_bad_rows},
+        on_bad_rows=on_bad_rows,
+        allow_missing_sessions=allow_missing_sessions,
+    )
+
+
+def ingest_sample(
+    layout: DataLayout,
+    markets: list[str] | None = None,
+    *,
+    seed: int | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[MarketSummary]:
+    from ingest import sample
+    from ingest.calendars import MARKETS, check_market
+
+    seed = sample.DEFAULT_SEED if seed is None else seed
+    start = start or sample.DEFAULT_START
+    end = end or sample.DEFAULT_END
+    results = []
+    for market in [check_market(m) for m in markets] if markets else list(MARKETS):
+        frames = sample.generate_sample_market(market, seed=seed, start=start, end=end)
+        result = validate_market(
+            market, {table: (frames[table], f"sample/{market}/{table}") for table in TABLE_NAMES}
+        )
+        if result.n_rejected or result.missing_sessions:
+            # The generator must satisfy the contract it is checked against; this is a bug.
+            raise RuntimeError(
+                "sample generator broke the raw contract: "
+                + "; ".join(describe_rejections([result]) + describe_missing_sessions(result))
+            )
+        results.append(result)
+    return write_results(
+        layout,
+        results,
+        source="sample",
+        synthetic=True,
+        details={"seed": seed, "start": start.isoformat(), "end": end.isoformat()},
+    )
+
+
+def format_summary(summaries: list[MarketSummary]) -> str:
+    lines = []
+    for summary in summaries:
+        label = " (SYNTHETIC sample market)" if summary.synthetic else ""
+        lines.append(f"{summary.market}: source={summary.source}{label}")
+        for table, info in summary.tables.items():
+            span = f"  {info.first} .. {info.last}" if info.first else ""
+            quarantined = f"  quarantined {info.quarantined}" if info.quarantined else ""
+            lines.append(f"  {table:<10} {info.rows:>8} rows{span}{quarantined}")
+        if summary.missing_sessions:
+            count = sum(len(days) for days in summary.missing_sessions.values())
+            lines.append(
+                f"  accepted {count} missing ticker-sessions in "
+                f"{len(summary.missing_sessions)} series (see raw/{summary.market}/_ingest.json)"
+            )
+        for table, columns in summary.ignored_columns.items():
+            lines.append(f"  ignored columns in {table}: {', '.join(columns)} (not in the contract)")
+    return "\n".join(lines)
