@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from functools import cache
 
+import warnings
+
 import exchange_calendars as xcals
 import pandas as pd
 
@@ -22,7 +24,10 @@ def check_market(market: str) -> str:
 def _calendar(market: str) -> xcals.ExchangeCalendar:
     # One cached calendar per market over the library's whole recorded span (XSHG holidays are
     # only recorded a year or so ahead, so no fixed far-future end is possible).
-    return xcals.get_calendar(MARKET_CALENDARS[check_market(market)], start="2005-01-01")
+    with warnings.catch_warnings():
+        # exchange_calendars 4.13 reads Series.values on tz-aware data, deprecated in pandas 3.1.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar(MARKET_CALENDARS[check_market(market)], start="2005-01-01")
 
 
 def market_timezone(market: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def read_csv_file(path: Path, source: str) -> pd.DataFrame:
             f"{source}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start} "
             "cannot be decoded); re-save the file as UTF-8"
         ) from error
+    header = next(csv.reader(io.StringIO(text)), [])
+    repeated = sorted({name.strip() for name in header if header.count(name) > 1})
+    if repeated:
+        raise ContractError(f"{source}: column(s) {', '.join(repeated)} appear more than once")
     try:
         # Everything as text: the validator parses and reports each cell itself, and CN
         # tickers keep their leading zeros.

@@ -156,6 +156,7 @@ def write_results(
             "files": result.sources,
             "rows": {table: summary.rows for table, summary in tables.items()},
             "quarantined": {table: summary.quarantined for table, summary in tables.items()},
+            "span": {table: [summary.first, summary.last] for table, summary in tables.items()},
             "ignored_columns": result.ignored_columns,
             "missing_sessions_accepted": {
                 series: [day.isoformat() for day in days]
@@ -163,7 +164,7 @@ def write_results(
             },
             "sha256": hashes,
         }
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+        text = json.dumps(manifest, indent=2, default=str) + "\n"
         _write_atomically(layout.ingest_manifest(market), lambda target, t=text: target.write_text(t))
         summaries.append(
             MarketSummary(
@@ -238,21 +239,33 @@ def ingest_sample(
     )
 
 
-def format_summary(summaries: list[MarketSummary]) -> str:
+def read_manifest(layout: DataLayout, market: str) -> dict:
+    path = layout.ingest_manifest(market)
+    if not path.is_file():
+        raise ContractError(f"{path}: no ingest manifest; run `strat-llm ingest` for {market} first")
+    return json.loads(path.read_text())
+
+
+def format_summary(manifests: list[dict]) -> str:
+    """Human summary of ingests, from their manifests (the persisted record of each ingest)."""
     lines = []
-    for summary in summaries:
-        label = " (SYNTHETIC sample market)" if summary.synthetic else ""
-        lines.append(f"{summary.market}: source={summary.source}{label}")
-        for table, info in summary.tables.items():
-            span = f"  {info.first} .. {info.last}" if info.first else ""
-            quarantined = f"  quarantined {info.quarantined}" if info.quarantined else ""
-            lines.append(f"  {table:<10} {info.rows:>8} rows{span}{quarantined}")
-        if summary.missing_sessions:
-            count = sum(len(days) for days in summary.missing_sessions.values())
+    for manifest in manifests:
+        market = manifest["market"]
+        label = " (SYNTHETIC sample market)" if manifest["synthetic"] else ""
+        lines.append(f"{market}: source={manifest['source']}{label}")
+        for table, rows in manifest["rows"].items():
+            first, last = manifest["span"][table]
+            span = f"  {first} .. {last}" if first else ""
+            quarantined = manifest["quarantined"][table]
+            note = f"  quarantined {quarantined}" if quarantined else ""
+            lines.append(f"  {table:<10} {rows:>8} rows{span}{note}")
+        missing = manifest["missing_sessions_accepted"]
+        if missing:
+            count = sum(len(days) for days in missing.values())
             lines.append(
-                f"  accepted {count} missing ticker-sessions in "
-                f"{len(summary.missing_sessions)} series (see raw/{summary.market}/_ingest.json)"
+                f"  accepted {count} missing ticker-sessions in {len(missing)} series "
+                f"(listed in raw/{market}/_ingest.json)"
             )
-        for table, columns in summary.ignored_columns.items():
+        for table, columns in manifest["ignored_columns"].items():
             lines.append(f"  ignored columns in {table}: {', '.join(columns)} (not in the contract)")
     return "\n".join(lines)

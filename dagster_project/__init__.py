@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, resources and schedules that call the stage packages."""

@@ -1,0 +1,129 @@
+"""`strat-llm`: the command line (DESIGN §9). Each command materializes Dagster assets.
+
+Heavy imports (dagster, pandas) happen inside the commands so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ingest.calendars import MARKETS
+from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV
+
+SOURCES = ("sample", "files")
+
+
+def _set_locations(data_dir: str | None, warehouse: str | None) -> None:
+    # Environment variables are how the data location reaches Dagster resources and dbt alike.
+    if data_dir:
+        os.environ[DATA_DIR_ENV] = str(Path(data_dir).expanduser().resolve())
+    if warehouse:
+        os.environ[WAREHOUSE_ENV] = str(Path(warehouse).expanduser().resolve())
+
+
+def _ingest(
+    *,
+    markets: list[str] | None,
+    config: dict[str, object],
+) -> str:
+    from dagster_project.ingest_assets import raw_asset_key, raw_tables
+    from dagster_project.runner import materialize_selection
+    from ingest.contract import TABLE_NAMES
+    from ingest.layout import DataLayout
+    from ingest.load import format_summary, read_manifest
+
+    chosen = markets or list(MARKETS)
+    selection = [raw_asset_key(market, table) for market in chosen for table in TABLE_NAMES]
+    materialize_selection([raw_tables], selection, ops={"raw_tables": {"config": config}})
+    layout = DataLayout.from_env()
+    summary = format_summary([read_manifest(layout, market) for market in chosen])
+    return f"{summary}\nraw Parquet under {layout.data_dir / 'raw'}"
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.source == "files" and not args.path:
+        raise SystemExit("strat-llm ingest: --source files needs --path DIR (the dataset folder)")
+    if args.source == "sample" and args.path:
+        raise SystemExit("strat-llm ingest: --path is only for --source files")
+    config: dict[str, object] = {
+        "source": args.source,
+        "on_bad_rows": args.on_bad_rows,
+        "allow_missing_sessions": args.allow_missing_sessions,
+    }
+    if args.path:
+        config["path"] = str(Path(args.path).expanduser().resolve())
+    for name in ("seed", "start", "end"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    print(_ingest(markets=args.market, config=config))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out).expanduser().resolve()
+    _set_locations(str(out), None)
+    print("Strat-LLM demo: ingesting the embedded SYNTHETIC sample market (offline)...")
+    print(_ingest(markets=None, config={"source": "sample"}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strat-llm",
+        description="Point-in-time warehouse for evaluating LLM trading agents.",
+    )
+    parser.add_argument(
+        "--data-dir", help=f"data directory (default: ${DATA_DIR_ENV} or ./data)"
+    )
+    parser.add_argument(
+        "--warehouse",
+        help=f"DuckDB warehouse file (default: ${WAREHOUSE_ENV} or <data-dir>/warehouse.duckdb)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the pipeline on the embedded sample, offline")
+    demo.add_argument("--out", default="data", help="output directory (default: data)")
+    demo.set_defaults(handler=cmd_demo)
+
+    ingest = commands.add_parser("ingest", help="load raw data into data/raw/<market>/")
+    ingest.add_argument("--source", choices=SOURCES, required=True)
+    ingest.add_argument("--path", help="dataset folder with us/ and/or cn/ (for --source files)")
+    ingest.add_argument(
+        "--market", choices=MARKETS, action="append", help="only this market (repeatable)"
+    )
+    ingest.add_argument(
+        "--on-bad-rows",
+        choices=("fail", "quarantine"),
+        default="fail",
+        help="fail: stop and write nothing (default); quarantine: load the valid rows and "
+        "write rejected ones with their reason to data/quarantine/",
+    )
+    ingest.add_argument(
+        "--allow-missing-sessions",
+        action="store_true",
+        help="accept exchange sessions missing inside a series (they are listed in the manifest)",
+    )
+    ingest.add_argument("--seed", type=int, help="sample generator seed")
+    ingest.add_argument("--start", help="sample span start, YYYY-MM-DD (default 2024-07-01)")
+    ingest.add_argument("--end", help="sample span end, YYYY-MM-DD (default 2025-12-31)")
+    ingest.set_defaults(handler=cmd_ingest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _set_locations(args.data_dir, args.warehouse)
+    from dagster_project.runner import PipelineError
+
+    try:
+        return args.handler(args)
+    except PipelineError as error:
+        print(f"strat-llm {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

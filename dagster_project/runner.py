@@ -1,0 +1,74 @@
+"""Run a selection of assets in this process: how the CLI drives Dagster without duplicating it.
+
+The in-process executor avoids a process start (and a fresh Dagster import) per step; with
+DAGSTER_HOME set, runs are recorded in that instance and show up in the UI.
+"""
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+
+class PipelineError(RuntimeError):
+    """A step failed; the message is the underlying error's, without Dagster's wrapping."""
+
+
+def quiet_run_config(ops: dict[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        # Failures are re-raised as PipelineError with a clean message; Dagster's own log of them
+        # (a stack trace per failure) would bury it.
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        "execution": {"config": {"in_process": {}}},
+    }
+    if ops:
+        config["ops"] = ops
+    return config
+
+
+def _instance() -> dg.DagsterInstance:
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _user_error(result: dg.ExecuteInProcessResult) -> str:
+    messages = []
+    for event in result.all_events:
+        if not (event.is_step_failure and event.step_failure_data):
+            continue
+        error = event.step_failure_data.error
+        if error is None:
+            messages.append(f"step {event.step_key} failed")
+            continue
+        error = error.cause or error  # the user's exception, not Dagster's wrapper
+        message = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip())
+        messages.append(f"{message}" if error.cls_name in _EXPECTED else f"{error.cls_name}: {message}")
+    return "\n".join(messages) or "the run failed"
+
+
+# Errors whose message is written for the user; anything else keeps its class name as a hint.
+_EXPECTED = {"IngestError", "ContractError", "Failure", "ValueError", "PipelineError"}
+
+
+def materialize_selection(
+    assets: Sequence[Any],
+    selection: Sequence[dg.AssetKey],
+    ops: dict[str, Any] | None = None,
+    resources: dict[str, Any] | None = None,
+) -> dg.ExecuteInProcessResult:
+    from dagster_project.resources import RESOURCES
+
+    result = dg.materialize(
+        assets,
+        selection=list(selection),
+        run_config=quiet_run_config(ops),
+        resources={**RESOURCES, **(resources or {})},
+        instance=_instance(),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise PipelineError(_user_error(result))
+    return result
