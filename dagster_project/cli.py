@@ -75,9 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="strat-llm",
         description="Point-in-time warehouse for evaluating LLM trading agents.",
     )
-    parser.add_argument(
-        "--data-dir", help=f"data directory (default: ${DATA_DIR_ENV} or ./data)"
-    )
+    parser.add_argument("--data-dir", help=f"data directory (default: ${DATA_DIR_ENV} or ./data)")
     parser.add_argument(
         "--warehouse",
         help=f"DuckDB warehouse file (default: ${WAREHOUSE_ENV} or <data-dir>/warehouse.duckdb)",

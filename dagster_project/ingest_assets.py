@@ -3,7 +3,6 @@
 # No `from __future__ import annotations` here: Dagster resolves config and context types from
 # the real annotations at definition time.
 
-
 from datetime import date
 
 import dagster as dg
@@ -37,7 +36,9 @@ def selected_markets(keys: set[dg.AssetKey]) -> list[str]:
     return [market for market in MARKETS if any(key.path[1] == market for key in keys)]
 
 
-def run_ingest(config: IngestConfig, data_dir: DataDirResource, markets: list[str]) -> list[MarketSummary]:
+def run_ingest(
+    config: IngestConfig, data_dir: DataDirResource, markets: list[str]
+) -> list[MarketSummary]:
     layout = data_dir.layout()
     if config.source == "sample":
         return ingest_sample(
@@ -68,7 +69,9 @@ def table_metadata(summary: MarketSummary, table: str) -> dict[str, dg.MetadataV
         "source": dg.MetadataValue.text(summary.source),
         "synthetic": dg.MetadataValue.bool(summary.synthetic),
         "path": dg.MetadataValue.path(str(info.path)),
-        "preview": dg.MetadataValue.md(info.preview.to_markdown(index=False) if info.rows else "(empty)"),
+        "preview": dg.MetadataValue.md(
+            info.preview.to_markdown(index=False) if info.rows else "(empty)"
+        ),
     }
     if info.first:
         metadata["first"] = dg.MetadataValue.text(info.first)

@@ -1,6 +1,5 @@
 """Resources shared by the assets: where the data directory and the warehouse are."""
 
-
 import dagster as dg
 
 from ingest.layout import DataLayout

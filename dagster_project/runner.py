@@ -45,7 +45,9 @@ def _user_error(result: dg.ExecuteInProcessResult) -> str:
             continue
         error = error.cause or error  # the user's exception, not Dagster's wrapper
         message = re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip())
-        messages.append(f"{message}" if error.cls_name in _EXPECTED else f"{error.cls_name}: {message}")
+        messages.append(
+            f"{message}" if error.cls_name in _EXPECTED else f"{error.cls_name}: {message}"
+        )
     return "\n".join(messages) or "the run failed"
 
 

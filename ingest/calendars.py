@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from functools import cache
-
-import warnings
 
 import exchange_calendars as xcals
 import pandas as pd

@@ -51,7 +51,11 @@ def read_csv_file(path: Path, source: str) -> pd.DataFrame:
         # Everything as text: the validator parses and reports each cell itself, and CN
         # tickers keep their leading zeros.
         return pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            skipinitialspace=True,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ContractError(f"{source}: not a readable CSV file: {error}") from error

@@ -67,7 +67,9 @@ def _time_column(table: str) -> str | None:
 
 
 def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
-    converted = pa.Table.from_pandas(frame, schema=TABLES[table].arrow_schema(), preserve_index=False)
+    converted = pa.Table.from_pandas(
+        frame, schema=TABLES[table].arrow_schema(), preserve_index=False
+    )
     return converted.replace_schema_metadata(None)
 
 
@@ -91,7 +93,9 @@ def _check_policy(
         lines = describe_rejections(results)
         more = f"\n  ... and {n_rejected - len(lines)} more" if n_rejected > len(lines) else ""
         problems.append(
-            f"{n_rejected} bad row(s):\n  " + "\n  ".join(lines) + more
+            f"{n_rejected} bad row(s):\n  "
+            + "\n  ".join(lines)
+            + more
             + "\nFix them, or rerun with --on-bad-rows quarantine to load the rest and keep the "
             "rejected rows with their reasons under data/quarantine/."
         )
@@ -118,7 +122,9 @@ def write_results(
     allow_missing_sessions: bool = False,
 ) -> list[MarketSummary]:
     if on_bad_rows not in ON_BAD_ROWS:
-        raise ValueError(f"on_bad_rows must be one of {', '.join(ON_BAD_ROWS)}, got {on_bad_rows!r}")
+        raise ValueError(
+            f"on_bad_rows must be one of {', '.join(ON_BAD_ROWS)}, got {on_bad_rows!r}"
+        )
     _check_policy(results, on_bad_rows, allow_missing_sessions)
     summaries = []
     for result in results:
@@ -165,7 +171,9 @@ def write_results(
             "sha256": hashes,
         }
         text = json.dumps(manifest, indent=2, default=str) + "\n"
-        _write_atomically(layout.ingest_manifest(market), lambda target, t=text: target.write_text(t))
+        _write_atomically(
+            layout.ingest_manifest(market), lambda target, t=text: target.write_text(t)
+        )
         summaries.append(
             MarketSummary(
                 market=market,
@@ -242,7 +250,9 @@ def ingest_sample(
 def read_manifest(layout: DataLayout, market: str) -> dict:
     path = layout.ingest_manifest(market)
     if not path.is_file():
-        raise ContractError(f"{path}: no ingest manifest; run `strat-llm ingest` for {market} first")
+        raise ContractError(
+            f"{path}: no ingest manifest; run `strat-llm ingest` for {market} first"
+        )
     return json.loads(path.read_text())
 
 
@@ -267,5 +277,7 @@ def format_summary(manifests: list[dict]) -> str:
                 f"(listed in raw/{market}/_ingest.json)"
             )
         for table, columns in manifest["ignored_columns"].items():
-            lines.append(f"  ignored columns in {table}: {', '.join(columns)} (not in the contract)")
+            lines.append(
+                f"  ignored columns in {table}: {', '.join(columns)} (not in the contract)"
+            )
     return "\n".join(lines)

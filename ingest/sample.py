@@ -501,6 +501,7 @@ class Report:
 
     row: dict
     reaction: float  # total log-return reaction after the announcement
+    headline_tail: str  # what the announcement headline says about the result
 
 
 def _session_in_window(market: str, year: int, window, rng: np.random.Generator) -> date:
@@ -619,7 +620,9 @@ def _reports_for_ticker(
         years, _financial_history(spec, years, rng), strict=True
     ):
         window = _LATE_WINDOW[market] if year in late else _REPORT_WINDOW[market]
-        published = _announcement_time(market, _session_in_window(market, year + 1, window, rng), rng)
+        published = _announcement_time(
+            market, _session_in_window(market, year + 1, window, rng), rng
+        )
         fig = _rounded_figures(raw, shares)
         reaction = float(np.clip(0.4 * surprise, -0.10, 0.10))
         row = {
@@ -631,7 +634,7 @@ def _reports_for_ticker(
             **fig,
             "summary": _summary(market, spec, year, fig, prior_income, expected, surprise),
         }
-        out.append(Report(row, reaction))
+        out.append(Report(row, reaction, f"net income {_verdict(surprise)}"))
         if year in restated:
             out.append(_restatement(market, spec, row, raw, shares, prior_income, expected, rng))
     return out
@@ -663,7 +666,7 @@ def _restatement(
             market, spec, year, fig, prior_income, expected, surprise, original["net_income"]
         ),
     }
-    return Report(row, -min(0.5 * cut, 0.06))
+    return Report(row, -min(0.5 * cut, 0.06), f"net income revised down {cut:.0%}")
 
 
 def _annual_reports(
@@ -692,14 +695,17 @@ def _annual_reports(
 
 
 def _report_effects(
-    reports: list[Report], opens_utc: pd.DatetimeIndex, effects: PriceEffects
+    reports: list[Report], opens_utc: pd.DatetimeIndex, since: pd.Timestamp, effects: PriceEffects
 ) -> None:
     """Reaction from the first session opening after the announcement: a gap, then a drift.
 
     The drift is tradeable point-in-time; the gap pays only a pipeline that sees the report
-    before its announcement (e.g. one joining on period_end).
+    before its announcement (e.g. one joining on period_end). Reports announced before
+    `since` (the span's first local midnight) were digested before the span began.
     """
     for report in reports:
+        if report.row["published_at"] < since:
+            continue
         first = int(opens_utc.searchsorted(report.row["published_at"], side="right"))
         if first >= len(opens_utc):
             continue
@@ -709,17 +715,19 @@ def _report_effects(
             effects.add(first + k, 0.0, per_session)
 
 
-def _report_news(market: str, spec: TickerSpec, reports: list[Report], news: NewsItems) -> None:
-    """A headline at each announcement, so news-driven rules see the results too."""
+def _report_news(
+    market: str, spec: TickerSpec, reports: list[Report], since: pd.Timestamp, news: NewsItems
+) -> None:
+    """A headline at each announcement within the span, so news-driven rules see results too."""
+    reports = [r for r in reports if r.row["published_at"] >= since]
     if not reports:
         return
     headlines = []
     for report in reports:
-        verdict = _verdict(report.reaction / 0.4)
-        restated = "restates" if report.row["report_id"].endswith("-R1") else "publishes"
+        verb = "restates" if report.row["report_id"].endswith("-R1") else "publishes"
         headlines.append(
-            f"{spec.name} ({spec.ticker}) {restated} FY{report.row['fiscal_year']} "
-            f"{_REPORT_KIND[market]}; net income {verdict}"
+            f"{spec.name} ({spec.ticker}) {verb} FY{report.row['fiscal_year']} "
+            f"{_REPORT_KIND[market]}; {report.headline_tail}"
         )
     published = pd.DatetimeIndex([r.row["published_at"] for r in reports])
     news.extend(spec.ticker, published, headlines, material=True)
@@ -843,20 +851,18 @@ def _prices_frame(ticker: str, days: list[date], bars: dict[str, np.ndarray]) ->
 
 
 def _news_frame(market: str, news: NewsItems) -> pd.DataFrame:
-    published = (
-        pd.DatetimeIndex(np.concatenate([p.as_unit("us").asi8 for p in news.published]))
-        if news.published
-        else pd.DatetimeIndex([])
+    micros = [p.as_unit("us").asi8 for p in news.published]
+    published = pd.to_datetime(
+        np.concatenate(micros) if micros else np.empty(0, np.int64), unit="us", utc=True
     )
     frame = pd.DataFrame(
         {
-            "ticker": news.tickers,
-            "published_at": pd.Series(published.asi8, dtype="int64").astype("datetime64[us]"),
-            "headline": news.headlines,
-            "body": news.bodies,
+            "ticker": pd.Series(news.tickers, dtype="str"),
+            "published_at": pd.Series(published).astype(_TIMESTAMP_DTYPE),
+            "headline": pd.Series(news.headlines, dtype="str"),
+            "body": pd.Series(news.bodies, dtype="str"),
         }
     )
-    frame["published_at"] = frame["published_at"].dt.tz_localize("UTC").astype(_TIMESTAMP_DTYPE)
     frame = frame.sort_values(["published_at", "ticker", "headline"], kind="stable")
     frame = frame.reset_index(drop=True)
     frame["news_id"] = [f"{market}-{t}-{k:06d}" for k, t in enumerate(frame["ticker"])]
@@ -869,9 +875,7 @@ def _reports_frame(reports: dict[str, list[Report]]) -> pd.DataFrame:
     rows = [r.row for per_ticker in reports.values() for r in per_ticker]
     frame = pd.DataFrame(rows, columns=COLUMNS["reports"])
     frame["fiscal_year"] = frame["fiscal_year"].astype(np.int64)
-    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True).astype(
-        _TIMESTAMP_DTYPE
-    )
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True).astype(_TIMESTAMP_DTYPE)
     frame = frame.sort_values(["ticker", "fiscal_year", "published_at"], kind="stable")
     return frame.reset_index(drop=True)
 
@@ -894,9 +898,10 @@ def generate_sample_market(
     days = sessions(market, start, end)
     session_index = {d: i for i, d in enumerate(days)}
     times = _session_times(market, days) if days else (np.empty(0, int), np.empty(0, int))
-    opens_utc = pd.DatetimeIndex([session_open_utc(market, d) for d in days]).as_unit("us")
-    if not days:
-        opens_utc = opens_utc.tz_localize("UTC")
+    opens_utc = pd.DatetimeIndex(
+        [session_open_utc(market, d) for d in days], dtype=_TIMESTAMP_DTYPE
+    )
+    since = _to_utc([start], np.zeros(1, dtype=np.int64), market)[0]
     bench_returns = _benchmark_log_returns(market, days, rng["benchmark"])
     reports = _annual_reports(market, start, end, rng["reports"])
     lot = 100 if market == "cn" else 1
@@ -907,8 +912,8 @@ def generate_sample_market(
         if days:
             _intraday_events(market, spec, days, times, rng["events"], effects, news)
             _gap_events(market, spec, days, rng["events"], effects, news)
-        _report_effects(reports[spec.ticker], opens_utc, effects)
-        _report_news(market, spec, reports[spec.ticker], news)
+        _report_effects(reports[spec.ticker], opens_utc, since, effects)
+        _report_news(market, spec, reports[spec.ticker], since, news)
         _background_news(market, spec, start, end, session_index, times, rng["news"], news)
         bars = _simulate_ohlcv(spec, bench_returns, effects, lot, rng["stocks"])
         price_frames.append(_prices_frame(spec.ticker, days, bars))

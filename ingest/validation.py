@@ -168,7 +168,9 @@ def _parse_column(check: TableCheck, column: Column, values: pd.Series) -> pd.Se
             below, bound = numbers <= column.minimum, f"> {column.minimum:g}"
         else:
             below, bound = numbers < column.minimum, f">= {column.minimum:g}"
-        check.reject(below.fillna(False), f"{name} " + numbers.astype("string") + f" is not {bound}")
+        check.reject(
+            below.fillna(False), f"{name} " + numbers.astype("string") + f" is not {bound}"
+        )
     return parsed
 
 
@@ -216,8 +218,12 @@ def _check_table_rules(check: TableCheck) -> None:
             outside = (parsed[name] < parsed["low"]) | (parsed[name] > parsed["high"])
             check.reject(
                 outside & (parsed["high"] >= parsed["low"]),
-                f"{name} " + parsed[name].astype("string") + " is outside low..high "
-                + parsed["low"].astype("string") + ".." + parsed["high"].astype("string"),
+                f"{name} "
+                + parsed[name].astype("string")
+                + " is outside low..high "
+                + parsed["low"].astype("string")
+                + ".."
+                + parsed["high"].astype("string"),
             )
     if check.spec.name == "reports":
         _check_report_rules(check)
@@ -236,8 +242,11 @@ def _check_report_rules(check: TableCheck) -> None:
     ]
     check.reject(
         np.array(premature, dtype=bool),
-        "published_at " + parsed["published_at"].astype("string") + " is not after period_end "
-        + parsed["period_end"].astype("string") + " (a report is announced after its period ends)",
+        "published_at "
+        + parsed["published_at"].astype("string")
+        + " is not after period_end "
+        + parsed["period_end"].astype("string")
+        + " (a report is announced after its period ends)",
     )
     # Restatements: same ticker and fiscal year, same period, strictly later publication.
     groups = parsed.dropna(subset=["ticker", "fiscal_year"]).groupby(
@@ -299,7 +308,8 @@ def _check_sessions(check: TableCheck, market: str) -> set[date]:
     off = check.parsed["date"].notna() & ~check.parsed["date"].isin(valid)
     check.reject(
         off,
-        "date " + check.parsed["date"].astype("string")
+        "date "
+        + check.parsed["date"].astype("string")
         + f" is not a {MARKET_CALENDARS[market]} trading session",
     )
     return valid
@@ -310,7 +320,11 @@ def _missing_sessions(frame: pd.DataFrame, market: str) -> dict[str, list[date]]
     missing: dict[str, list[date]] = {}
     if frame.empty:
         return missing
-    series = frame.groupby("ticker")["date"] if "ticker" in frame else [(BENCHMARK_SERIES, frame["date"])]
+    series = (
+        frame.groupby("ticker")["date"]
+        if "ticker" in frame
+        else [(BENCHMARK_SERIES, frame["date"])]
+    )
     for name, dates in series:
         present = set(dates)
         gaps = [day for day in sessions(market, min(present), max(present)) if day not in present]
@@ -332,9 +346,7 @@ def _finish(check: TableCheck, market: str) -> tuple[pd.DataFrame, pd.DataFrame]
     return clean, rejected.reset_index(drop=True)
 
 
-def validate_market(
-    market: str, frames: dict[str, tuple[pd.DataFrame, str]]
-) -> MarketResult:
+def validate_market(market: str, frames: dict[str, tuple[pd.DataFrame, str]]) -> MarketResult:
     """Validate one market's five tables, given as {table: (frame as read, source name)}."""
     absent = [name for name in TABLE_NAMES if name not in frames]
     if absent:
@@ -359,7 +371,9 @@ def validate_market(
         tables=tables,
         rejected=rejected,
         sources={name: check.source for name, check in checks.items()},
-        ignored_columns={name: c.ignored_columns for name, c in checks.items() if c.ignored_columns},
+        ignored_columns={
+            name: c.ignored_columns for name, c in checks.items() if c.ignored_columns
+        },
         missing_sessions=missing,
     )
 
@@ -388,6 +402,8 @@ def describe_missing_sessions(result: MarketResult, limit: int = 10) -> list[str
         shown_dates = ", ".join(day.isoformat() for day in gaps[:8])
         if len(gaps) > 8:
             shown_dates += f", ... ({len(gaps)} sessions)"
-        shown_names = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+        shown_names = ", ".join(names[:limit]) + (
+            f" and {len(names) - limit} more" if len(names) > limit else ""
+        )
         lines.append(f"{result.market}: {len(names)} series ({shown_names}) miss {shown_dates}")
     return lines

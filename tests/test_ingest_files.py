@@ -143,7 +143,10 @@ FILE_CASES = {
         "us/universe.csv: not UTF-8 text (byte 0xe9",
     ),
     "missing file": (_remove("reports"), "no reports.csv or reports.parquet"),
-    "two formats of one table": (_also_parquet("benchmark"), "both benchmark.csv and benchmark.parquet"),
+    "two formats of one table": (
+        _also_parquet("benchmark"),
+        "both benchmark.csv and benchmark.parquet",
+    ),
     "malformed csv": (
         _append("benchmark", "2025-03-06,1,2,3"),
         "us/benchmark.csv: not a readable CSV file",
@@ -187,7 +190,11 @@ def test_clean_dataset_loads_typed_and_in_utc(tiny_dataset: Path, tmp_path: Path
     layout = _layout(tmp_path)
     [summary] = ingest_files(layout, tiny_dataset)
     assert {table: info.rows for table, info in summary.tables.items()} == {
-        "universe": 2, "prices": 6, "benchmark": 3, "news": 3, "reports": 3,
+        "universe": 2,
+        "prices": 6,
+        "benchmark": 3,
+        "news": 3,
+        "reports": 3,
     }
     news = pq.read_table(layout.raw_file("us", "news"))
     assert str(news.schema.field("published_at").type) == "timestamp[us, tz=UTC]"
@@ -205,9 +212,7 @@ def test_quarantine_loses_no_row(tiny_dataset: Path, tmp_path: Path):
     for case in ("high below low", "unknown ticker", "duplicate key", "naive timestamp"):
         ROW_CASES[case][0](folder)
     layout = _layout(tmp_path)
-    rows_in = {
-        table: len(pd.read_csv(folder / f"{table}.csv", dtype=str)) for table in TABLE_NAMES
-    }
+    rows_in = {table: len(pd.read_csv(folder / f"{table}.csv", dtype=str)) for table in TABLE_NAMES}
     [summary] = ingest_files(layout, tiny_dataset, on_bad_rows="quarantine")
     for table in TABLE_NAMES:
         loaded = pq.read_table(layout.raw_file("us", table)).num_rows
@@ -273,4 +278,3 @@ def test_extra_columns_are_reported_not_loaded(tiny_dataset: Path, tmp_path: Pat
 def test_unknown_market_folder_is_named(tiny_dataset: Path, tmp_path: Path):
     with pytest.raises(ContractError, match="no folder for market"):
         ingest_files(_layout(tmp_path), tiny_dataset, ["cn"])
-

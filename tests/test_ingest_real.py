@@ -30,7 +30,9 @@ def test_real_sample_names_its_missing_sessions(tmp_path: Path):
 
 def test_real_sample_loads_with_missing_sessions_accepted(tmp_path: Path):
     layout = DataLayout(tmp_path / "data")
-    summaries = {s.market: s for s in ingest_files(layout, REAL_CONTRACT, allow_missing_sessions=True)}
+    summaries = {
+        s.market: s for s in ingest_files(layout, REAL_CONTRACT, allow_missing_sessions=True)
+    }
     us, cn = summaries["us"], summaries["cn"]
     assert us.tables["prices"].rows == 2984 and us.tables["news"].rows == 5523
     assert us.tables["reports"].rows == 39 and us.tables["universe"].rows == 20
