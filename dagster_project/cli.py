@@ -53,12 +53,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         "on_bad_rows": args.on_bad_rows,
         "allow_missing_sessions": args.allow_missing_sessions,
     }
+    markets = args.market
     if args.path:
+        from ingest.files import dataset_markets
+
         config["path"] = str(Path(args.path).expanduser().resolve())
+        # Without --market, the markets are the folders the dataset has.
+        markets = dataset_markets(Path(config["path"]), args.market)
     for name in ("seed", "start", "end"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
-    print(_ingest(markets=args.market, config=config))
+    print(_ingest(markets=markets, config=config))
     return 0
 
 
@@ -115,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _set_locations(args.data_dir, args.warehouse)
     from dagster_project.runner import PipelineError
+    from ingest.validation import ContractError
 
     try:
         return args.handler(args)
-    except PipelineError as error:
+    except (PipelineError, ContractError) as error:
         print(f"strat-llm {args.command}: {error}", file=sys.stderr)
         return 1
 

@@ -89,43 +89,56 @@ class TickerSpec:
     beta: float  # sensitivity to the benchmark's daily return
     idio_vol: float  # daily idiosyncratic volatility (log)
     shares_m: float  # shares outstanding, millions (eps = net income / shares)
-    base_volume: int  # typical daily volume in shares
+    base_volume_m: float  # typical daily volume, millions of shares
     limit_pct: float | None = None  # CN daily price limit in %; None for US
 
 
+# Sector names (GICS sectors), short so the universe tables below stay one line per company.
+_IT = "Information Technology"
+_HEALTH = "Health Care"
+_INDUSTRIALS = "Industrials"
+_UTILITIES = "Utilities"
+_FINANCIALS = "Financials"
+_DISCRETIONARY = "Consumer Discretionary"
+_MATERIALS = "Materials"
+_STAPLES = "Consumer Staples"
+_COMMUNICATION = "Communication Services"
+_ENERGY = "Energy"
+_REAL_ESTATE = "Real Estate"
+
 _US_UNIVERSE: tuple[TickerSpec, ...] = (
-    TickerSpec("AXRB", "Apex Robotics", "Industrials", 142.0, 1.20, 0.012, 310, 4_200_000),
-    TickerSpec("BLWD", "Bluewood Therapeutics", "Health Care", 58.0, 0.80, 0.016, 520, 6_100_000),
-    TickerSpec("CDRG", "Cedargrid Utilities", "Utilities", 71.0, 0.45, 0.008, 640, 3_300_000),
-    TickerSpec("DNVS", "Dunvale Software", "Information Technology", 265.0, 1.30, 0.013, 180, 2_500_000),
-    TickerSpec("EMBK", "Emberlake Bank", "Financials", 44.0, 1.05, 0.010, 900, 7_800_000),
-    TickerSpec("FRGT", "Frostgate Logistics", "Industrials", 96.0, 0.95, 0.011, 260, 2_900_000),
-    TickerSpec("GLMN", "Glimmer Semiconductors", "Information Technology", 188.0, 1.55, 0.016, 410, 9_500_000),
-    TickerSpec("HRBL", "Harborline Retail", "Consumer Discretionary", 37.0, 1.10, 0.013, 750, 8_800_000),
-    TickerSpec("IVMN", "Ironvale Mining", "Materials", 29.0, 1.00, 0.017, 820, 11_000_000),
-    TickerSpec("JNPK", "Juniper Peak Foods", "Consumer Staples", 63.0, 0.55, 0.008, 430, 2_700_000),
-    TickerSpec("KSTL", "Kestrel Aerospace", "Industrials", 212.0, 1.05, 0.011, 150, 1_600_000),
-    TickerSpec("LMNS", "Lumenstar Media", "Communication Services", 83.0, 1.25, 0.014, 380, 5_400_000),
-    TickerSpec("MRWE", "Marrowind Energy", "Energy", 52.0, 0.90, 0.015, 700, 7_200_000),
-    TickerSpec("NVTR", "Novatide Insurance", "Financials", 118.0, 0.75, 0.009, 240, 1_900_000),
-)  # fmt: skip
+    TickerSpec("AXRB", "Apex Robotics", _INDUSTRIALS, 142.0, 1.20, 0.012, 310, 4.2),
+    TickerSpec("BLWD", "Bluewood Therapeutics", _HEALTH, 58.0, 0.80, 0.016, 520, 6.1),
+    TickerSpec("CDRG", "Cedargrid Utilities", _UTILITIES, 71.0, 0.45, 0.008, 640, 3.3),
+    TickerSpec("DNVS", "Dunvale Software", _IT, 265.0, 1.30, 0.013, 180, 2.5),
+    TickerSpec("EMBK", "Emberlake Bank", _FINANCIALS, 44.0, 1.05, 0.010, 900, 7.8),
+    TickerSpec("FRGT", "Frostgate Logistics", _INDUSTRIALS, 96.0, 0.95, 0.011, 260, 2.9),
+    TickerSpec("GLMN", "Glimmer Semiconductors", _IT, 188.0, 1.55, 0.016, 410, 9.5),
+    TickerSpec("HRBL", "Harborline Retail", _DISCRETIONARY, 37.0, 1.10, 0.013, 750, 8.8),
+    TickerSpec("IVMN", "Ironvale Mining", _MATERIALS, 29.0, 1.00, 0.017, 820, 11.0),
+    TickerSpec("JNPK", "Juniper Peak Foods", _STAPLES, 63.0, 0.55, 0.008, 430, 2.7),
+    TickerSpec("KSTL", "Kestrel Aerospace", _INDUSTRIALS, 212.0, 1.05, 0.011, 150, 1.6),
+    TickerSpec("LMNS", "Lumenstar Media", _COMMUNICATION, 83.0, 1.25, 0.014, 380, 5.4),
+    TickerSpec("MRWE", "Marrowind Energy", _ENERGY, 52.0, 0.90, 0.015, 700, 7.2),
+    TickerSpec("NVTR", "Novatide Insurance", _FINANCIALS, 118.0, 0.75, 0.009, 240, 1.9),
+)
 
 _CN_UNIVERSE: tuple[TickerSpec, ...] = (
-    TickerSpec("600123", "Jinghe Steel", "Materials", 6.20, 1.05, 0.013, 4200, 38_000_000, 10.0),
-    TickerSpec("600456", "Donghai Shipping", "Industrials", 11.40, 1.15, 0.015, 2100, 22_000_000, 10.0),
-    TickerSpec("600789", "Lanshan Pharmaceutical", "Health Care", 27.80, 0.85, 0.015, 900, 9_000_000, 10.0),
-    TickerSpec("601234", "Tianyuan Bank", "Financials", 5.30, 0.75, 0.008, 18000, 95_000_000, 10.0),
-    TickerSpec("601567", "Zhongke Power", "Utilities", 8.90, 0.60, 0.009, 5200, 30_000_000, 10.0),
-    TickerSpec("601678", "Xinghe Insurance", "Financials", 34.50, 1.00, 0.011, 3100, 16_000_000, 10.0),
-    TickerSpec("000321", "Nanfeng Liquor", "Consumer Staples", 142.00, 0.90, 0.012, 1200, 4_500_000, 10.0),
-    TickerSpec("000543", "Hengtong Chemicals", "Materials", 15.60, 1.10, 0.014, 1500, 14_000_000, 10.0),
-    TickerSpec("000654", "Qingyun Auto", "Consumer Discretionary", 22.30, 1.25, 0.016, 1800, 19_000_000, 10.0),
-    TickerSpec("000987", "Baiyun Property", "Real Estate", 4.80, 1.30, 0.017, 6000, 52_000_000, 10.0),
-    TickerSpec("600234", "Yuntu Telecom", "Communication Services", 9.70, 0.95, 0.012, 2600, 21_000_000, 10.0),
-    TickerSpec("300765", "Ruixin Battery", "Industrials", 48.50, 1.45, 0.022, 700, 12_000_000, 20.0),
-    TickerSpec("688432", "Xinchuang Semiconductor", "Information Technology", 63.20, 1.60, 0.024, 400, 7_000_000, 20.0),
-    TickerSpec("600678", "ST Fuda Textiles", "Consumer Discretionary", 2.85, 0.90, 0.015, 1100, 26_000_000, 5.0),
-)  # fmt: skip
+    TickerSpec("600123", "Jinghe Steel", _MATERIALS, 6.20, 1.05, 0.013, 4200, 38, 10.0),
+    TickerSpec("600456", "Donghai Shipping", _INDUSTRIALS, 11.40, 1.15, 0.015, 2100, 22, 10.0),
+    TickerSpec("600789", "Lanshan Pharmaceutical", _HEALTH, 27.80, 0.85, 0.015, 900, 9.0, 10.0),
+    TickerSpec("601234", "Tianyuan Bank", _FINANCIALS, 5.30, 0.75, 0.008, 18000, 95, 10.0),
+    TickerSpec("601567", "Zhongke Power", _UTILITIES, 8.90, 0.60, 0.009, 5200, 30, 10.0),
+    TickerSpec("601678", "Xinghe Insurance", _FINANCIALS, 34.50, 1.00, 0.011, 3100, 16, 10.0),
+    TickerSpec("000321", "Nanfeng Liquor", _STAPLES, 142.00, 0.90, 0.012, 1200, 4.5, 10.0),
+    TickerSpec("000543", "Hengtong Chemicals", _MATERIALS, 15.60, 1.10, 0.014, 1500, 14.0, 10.0),
+    TickerSpec("000654", "Qingyun Auto", _DISCRETIONARY, 22.30, 1.25, 0.016, 1800, 19, 10.0),
+    TickerSpec("000987", "Baiyun Property", _REAL_ESTATE, 4.80, 1.30, 0.017, 6000, 52, 10.0),
+    TickerSpec("600234", "Yuntu Telecom", _COMMUNICATION, 9.70, 0.95, 0.012, 2600, 21, 10.0),
+    TickerSpec("300765", "Ruixin Battery", _INDUSTRIALS, 48.50, 1.45, 0.022, 700, 12, 20.0),
+    TickerSpec("688432", "Xinchuang Semiconductor", _IT, 63.20, 1.60, 0.024, 400, 7.0, 20.0),
+    TickerSpec("600678", "ST Fuda Textiles", _DISCRETIONARY, 2.85, 0.90, 0.015, 1100, 26, 5.0),
+)
 
 UNIVERSES: dict[str, tuple[TickerSpec, ...]] = {"us": _US_UNIVERSE, "cn": _CN_UNIVERSE}
 
@@ -586,9 +599,15 @@ def _verdict(surprise: float) -> str:
 
 
 def _summary(
-    market: str, spec: TickerSpec, year: int, fig: dict, prior_income: float, expected: float,
-    surprise: float, restated_from: float | None = None,
-) -> str:  # fmt: skip
+    market: str,
+    spec: TickerSpec,
+    year: int,
+    fig: dict,
+    prior_income: float,
+    expected: float,
+    surprise: float,
+    restated_from: float | None = None,
+) -> str:
     currency = _CURRENCY[market]
     change = (fig["net_income"] - prior_income) / abs(prior_income)
     text = (
@@ -611,9 +630,13 @@ def _report_id(market: str, ticker: str, year: int, restated: bool) -> str:
 
 
 def _reports_for_ticker(
-    market: str, spec: TickerSpec, years: list[int], late: set[int], restated: set[int],
+    market: str,
+    spec: TickerSpec,
+    years: list[int],
+    late: set[int],
+    restated: set[int],
     rng: np.random.Generator,
-) -> list[Report]:  # fmt: skip
+) -> list[Report]:
     """Original annual reports per fiscal year, plus a restatement where designated."""
     out = []
     for year, (raw, prior_income, expected, surprise, shares) in zip(
@@ -641,9 +664,15 @@ def _reports_for_ticker(
 
 
 def _restatement(
-    market: str, spec: TickerSpec, original: dict, raw: dict, shares: float,
-    prior_income: float, expected: float, rng: np.random.Generator,
-) -> Report:  # fmt: skip
+    market: str,
+    spec: TickerSpec,
+    original: dict,
+    raw: dict,
+    shares: float,
+    prior_income: float,
+    expected: float,
+    rng: np.random.Generator,
+) -> Report:
     """A later row for the same fiscal year with net income revised down (a PIT trap)."""
     cut = rng.uniform(0.06, 0.15)
     revised = dict(raw)
@@ -790,7 +819,7 @@ def _simulate_ohlcv(
         h = min(max(_round_cents(max(o, c) * math.exp(wick_up[t]) / 100), o, c), up)
         lo = max(min(_round_cents(min(o, c) * math.exp(-wick_down[t]) / 100), o, c), down, 1)
         move = abs(c - prev) / prev
-        raw_volume = spec.base_volume * volume_noise[t] * (1 + 12 * move)
+        raw_volume = spec.base_volume_m * 1e6 * volume_noise[t] * (1 + 12 * move)
         raw_volume *= 2.0 if effects.event_day[t] else 1.0
         bars["open"][t], bars["high"][t], bars["low"][t], bars["close"][t] = o, h, lo, c
         bars["volume"][t] = max(1, round(raw_volume / lot)) * lot

@@ -1,0 +1,1 @@
+"""Execution simulation vectorised across runs, and baselines (DESIGN §8)."""

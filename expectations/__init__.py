@@ -1,0 +1,1 @@
+"""Great Expectations 1.x leakage suites built in code, and their runner (DESIGN §5)."""

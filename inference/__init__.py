@@ -1,0 +1,1 @@
+"""Prompts, modes, canonical requests, backends, cache, parsing and guardrails (DESIGN §7)."""
