@@ -46,3 +46,8 @@ def sessions(market: str, start: date | str, end: date | str) -> list[date]:
 def session_open_utc(market: str, session: date | str) -> pd.Timestamp:
     """The session's opening time as a UTC timestamp (DST handled by the calendar)."""
     return _calendar(market).session_open(pd.Timestamp(session))
+
+
+def session_close_utc(market: str, session: date | str) -> pd.Timestamp:
+    """The session's closing time as a UTC timestamp (early closes, e.g. U.S. half-days)."""
+    return _calendar(market).session_close(pd.Timestamp(session))

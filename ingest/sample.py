@@ -26,16 +26,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cache
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
 from ingest.calendars import (
-    MARKET_CALENDARS,
     check_market,
     market_timezone,
+    session_close_utc,
     session_open_utc,
     sessions,
 )
@@ -107,37 +105,37 @@ _ENERGY = "Energy"
 _REAL_ESTATE = "Real Estate"
 
 _US_UNIVERSE: tuple[TickerSpec, ...] = (
-    TickerSpec("AXRB", "Apex Robotics", _INDUSTRIALS, 142.0, 1.20, 0.012, 310, 4.2),
-    TickerSpec("BLWD", "Bluewood Therapeutics", _HEALTH, 58.0, 0.80, 0.016, 520, 6.1),
-    TickerSpec("CDRG", "Cedargrid Utilities", _UTILITIES, 71.0, 0.45, 0.008, 640, 3.3),
-    TickerSpec("DNVS", "Dunvale Software", _IT, 265.0, 1.30, 0.013, 180, 2.5),
-    TickerSpec("EMBK", "Emberlake Bank", _FINANCIALS, 44.0, 1.05, 0.010, 900, 7.8),
-    TickerSpec("FRGT", "Frostgate Logistics", _INDUSTRIALS, 96.0, 0.95, 0.011, 260, 2.9),
-    TickerSpec("GLMN", "Glimmer Semiconductors", _IT, 188.0, 1.55, 0.016, 410, 9.5),
-    TickerSpec("HRBL", "Harborline Retail", _DISCRETIONARY, 37.0, 1.10, 0.013, 750, 8.8),
-    TickerSpec("IVMN", "Ironvale Mining", _MATERIALS, 29.0, 1.00, 0.017, 820, 11.0),
-    TickerSpec("JNPK", "Juniper Peak Foods", _STAPLES, 63.0, 0.55, 0.008, 430, 2.7),
-    TickerSpec("KSTL", "Kestrel Aerospace", _INDUSTRIALS, 212.0, 1.05, 0.011, 150, 1.6),
-    TickerSpec("LMNS", "Lumenstar Media", _COMMUNICATION, 83.0, 1.25, 0.014, 380, 5.4),
-    TickerSpec("MRWE", "Marrowind Energy", _ENERGY, 52.0, 0.90, 0.015, 700, 7.2),
-    TickerSpec("NVTR", "Novatide Insurance", _FINANCIALS, 118.0, 0.75, 0.009, 240, 1.9),
+    TickerSpec("AXRB", "Apex Robotics", _INDUSTRIALS, 142.0, 1.20, 0.008, 310, 4.2),
+    TickerSpec("BLWD", "Bluewood Therapeutics", _HEALTH, 58.0, 0.80, 0.011, 520, 6.1),
+    TickerSpec("CDRG", "Cedargrid Utilities", _UTILITIES, 71.0, 0.45, 0.006, 640, 3.3),
+    TickerSpec("DNVS", "Dunvale Software", _IT, 265.0, 1.30, 0.009, 180, 2.5),
+    TickerSpec("EMBK", "Emberlake Bank", _FINANCIALS, 44.0, 1.05, 0.007, 900, 7.8),
+    TickerSpec("FRGT", "Frostgate Logistics", _INDUSTRIALS, 96.0, 0.95, 0.008, 260, 2.9),
+    TickerSpec("GLMN", "Glimmer Semiconductors", _IT, 188.0, 1.55, 0.011, 410, 9.5),
+    TickerSpec("HRBL", "Harborline Retail", _DISCRETIONARY, 37.0, 1.10, 0.009, 750, 8.8),
+    TickerSpec("IVMN", "Ironvale Mining", _MATERIALS, 29.0, 1.00, 0.012, 820, 11.0),
+    TickerSpec("JNPK", "Juniper Peak Foods", _STAPLES, 63.0, 0.55, 0.006, 430, 2.7),
+    TickerSpec("KSTL", "Kestrel Aerospace", _INDUSTRIALS, 212.0, 1.05, 0.008, 150, 1.6),
+    TickerSpec("LMNS", "Lumenstar Media", _COMMUNICATION, 83.0, 1.25, 0.010, 380, 5.4),
+    TickerSpec("MRWE", "Marrowind Energy", _ENERGY, 52.0, 0.90, 0.010, 700, 7.2),
+    TickerSpec("NVTR", "Novatide Insurance", _FINANCIALS, 118.0, 0.75, 0.006, 240, 1.9),
 )
 
 _CN_UNIVERSE: tuple[TickerSpec, ...] = (
-    TickerSpec("600123", "Jinghe Steel", _MATERIALS, 6.20, 1.05, 0.013, 4200, 38, 10.0),
-    TickerSpec("600456", "Donghai Shipping", _INDUSTRIALS, 11.40, 1.15, 0.015, 2100, 22, 10.0),
-    TickerSpec("600789", "Lanshan Pharmaceutical", _HEALTH, 27.80, 0.85, 0.015, 900, 9.0, 10.0),
-    TickerSpec("601234", "Tianyuan Bank", _FINANCIALS, 5.30, 0.75, 0.008, 18000, 95, 10.0),
-    TickerSpec("601567", "Zhongke Power", _UTILITIES, 8.90, 0.60, 0.009, 5200, 30, 10.0),
-    TickerSpec("601678", "Xinghe Insurance", _FINANCIALS, 34.50, 1.00, 0.011, 3100, 16, 10.0),
-    TickerSpec("000321", "Nanfeng Liquor", _STAPLES, 142.00, 0.90, 0.012, 1200, 4.5, 10.0),
-    TickerSpec("000543", "Hengtong Chemicals", _MATERIALS, 15.60, 1.10, 0.014, 1500, 14.0, 10.0),
-    TickerSpec("000654", "Qingyun Auto", _DISCRETIONARY, 22.30, 1.25, 0.016, 1800, 19, 10.0),
-    TickerSpec("000987", "Baiyun Property", _REAL_ESTATE, 4.80, 1.30, 0.017, 6000, 52, 10.0),
-    TickerSpec("600234", "Yuntu Telecom", _COMMUNICATION, 9.70, 0.95, 0.012, 2600, 21, 10.0),
-    TickerSpec("300765", "Ruixin Battery", _INDUSTRIALS, 48.50, 1.45, 0.022, 700, 12, 20.0),
-    TickerSpec("688432", "Xinchuang Semiconductor", _IT, 63.20, 1.60, 0.024, 400, 7.0, 20.0),
-    TickerSpec("600678", "ST Fuda Textiles", _DISCRETIONARY, 2.85, 0.90, 0.015, 1100, 26, 5.0),
+    TickerSpec("600123", "Jinghe Steel", _MATERIALS, 6.20, 1.05, 0.009, 4200, 38, 10.0),
+    TickerSpec("600456", "Donghai Shipping", _INDUSTRIALS, 11.40, 1.15, 0.010, 2100, 22, 10.0),
+    TickerSpec("600789", "Lanshan Pharmaceutical", _HEALTH, 27.80, 0.85, 0.010, 900, 9.0, 10.0),
+    TickerSpec("601234", "Tianyuan Bank", _FINANCIALS, 5.30, 0.75, 0.006, 18000, 95, 10.0),
+    TickerSpec("601567", "Zhongke Power", _UTILITIES, 8.90, 0.60, 0.006, 5200, 30, 10.0),
+    TickerSpec("601678", "Xinghe Insurance", _FINANCIALS, 34.50, 1.00, 0.008, 3100, 16, 10.0),
+    TickerSpec("000321", "Nanfeng Liquor", _STAPLES, 142.00, 0.90, 0.008, 1200, 4.5, 10.0),
+    TickerSpec("000543", "Hengtong Chemicals", _MATERIALS, 15.60, 1.10, 0.010, 1500, 14.0, 10.0),
+    TickerSpec("000654", "Qingyun Auto", _DISCRETIONARY, 22.30, 1.25, 0.011, 1800, 19, 10.0),
+    TickerSpec("000987", "Baiyun Property", _REAL_ESTATE, 4.80, 1.30, 0.012, 6000, 52, 10.0),
+    TickerSpec("600234", "Yuntu Telecom", _COMMUNICATION, 9.70, 0.95, 0.008, 2600, 21, 10.0),
+    TickerSpec("300765", "Ruixin Battery", _INDUSTRIALS, 48.50, 1.45, 0.015, 700, 12, 20.0),
+    TickerSpec("688432", "Xinchuang Semiconductor", _IT, 63.20, 1.60, 0.017, 400, 7.0, 20.0),
+    TickerSpec("600678", "ST Fuda Textiles", _DISCRETIONARY, 2.85, 0.90, 0.010, 1100, 26, 5.0),
 )
 
 UNIVERSES: dict[str, tuple[TickerSpec, ...]] = {"us": _US_UNIVERSE, "cn": _CN_UNIVERSE}
@@ -175,11 +173,13 @@ REGIME_PHASES: dict[str, tuple[Phase, ...]] = {
 }
 
 BENCHMARK_START: dict[str, float] = {"us": 5000.0, "cn": 3500.0}
-# Daily log drift and volatility per regime: a 60-session trend moves the index by about
-# +/-17 %, while the sideways regime is mean-reverting so 60-session returns stay small.
-_DRIFT: dict[str, float] = {"uptrend": 0.0028, "downtrend": -0.0028, "sideways": 0.0}
-_VOL: dict[str, float] = {"uptrend": 0.008, "downtrend": 0.010, "sideways": 0.005}
-_SIDEWAYS_PULL = 0.10  # daily pull of the log level back to where the sideways phase began
+# The index's log level is a trend line (daily drift by regime) plus a mean-reverting
+# deviation around it. The deviation gives realistic daily noise while keeping each phase's
+# outcome reliable for any seed: a 60-session trend moves the index by about +/-14 % (+/- 3),
+# a sideways stretch stays within a few percent.
+_DRIFT: dict[str, float] = {"uptrend": 0.0023, "downtrend": -0.0025, "sideways": 0.0}
+_VOL: dict[str, float] = {"uptrend": 0.008, "downtrend": 0.009, "sideways": 0.005}
+_PULL: dict[str, float] = {"uptrend": 0.12, "downtrend": 0.12, "sideways": 0.15}
 
 
 def regime_on(market: str, day: date) -> str:
@@ -191,21 +191,17 @@ def regime_on(market: str, day: date) -> str:
 
 
 def _benchmark_log_returns(market: str, days: list[date], rng: np.random.Generator) -> np.ndarray:
-    """Daily log returns of the index: drift by regime, mean reversion in sideways phases."""
+    """Daily log returns of the index: regime trend line plus a mean-reverting deviation."""
     shocks = rng.standard_normal(len(days))
-    returns = np.empty(len(days))
-    level = 0.0  # log level relative to the start
-    anchor = 0.0
-    previous = None
+    level = np.empty(len(days) + 1)
+    level[0] = 0.0  # log level relative to the start
+    trend = deviation = 0.0
     for i, day in enumerate(days):
         regime = regime_on(market, day)
-        if regime == "sideways" and previous != "sideways":
-            anchor = level
-        pull = -_SIDEWAYS_PULL * (level - anchor) if regime == "sideways" else 0.0
-        returns[i] = _DRIFT[regime] + pull + _VOL[regime] * shocks[i]
-        level += returns[i]
-        previous = regime
-    return returns
+        trend += _DRIFT[regime]
+        deviation = (1 - _PULL[regime]) * deviation + _VOL[regime] * shocks[i]
+        level[i + 1] = trend + deviation
+    return np.diff(level)
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,17 +298,11 @@ def _uniform_seconds(rng: np.random.Generator, lo: np.ndarray | int, hi: np.ndar
     return np.floor(rng.uniform(lo, hi, n)).astype(np.int64)
 
 
-@cache
-def _exchange_calendar(market: str) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(MARKET_CALENDARS[market])
-
-
 def _session_times(market: str, days: list[date]) -> tuple[np.ndarray, np.ndarray]:
     """Open and close of each session as local seconds of day (US early closes included)."""
     tz = market_timezone(market)
     opens = [session_open_utc(market, d).tz_convert(tz) for d in days]
-    closes = _exchange_calendar(market).closes.reindex(pd.DatetimeIndex(days))
-    closes_local = closes.dt.tz_convert(tz)
+    closes_local = [session_close_utc(market, d).tz_convert(tz) for d in days]
     open_s = np.array([t.hour * 3600 + t.minute * 60 for t in opens], dtype=np.int64)
     close_s = np.array([t.hour * 3600 + t.minute * 60 for t in closes_local], dtype=np.int64)
     return open_s, close_s
@@ -406,7 +396,7 @@ def _intraday_events(
     n = len(days)
     hit = np.flatnonzero(rng.random(n) < _INTRADAY_EVENT_PROB)
     signs = rng.choice([-1.0, 1.0], len(hit))
-    sizes = rng.uniform(0.035, 0.065, len(hit))
+    sizes = rng.uniform(0.03, 0.055, len(hit))
     late_premarket = rng.random(len(hit)) < 0.25
     open_s, close_s = times[0][hit], times[1][hit]
     intraday_hi = np.minimum(_hm(15), close_s - _hm(1))
@@ -544,14 +534,25 @@ def _next_session_on_or_after(market: str, day: date) -> date:
     return found[0] if found else day
 
 
-def _financial_history(spec: TickerSpec, years: list[int], rng: np.random.Generator) -> list:
+@dataclass(frozen=True)
+class FiscalYear:
+    """Unrounded figures of one fiscal year and how they compare with what was expected."""
+
+    figures: dict[str, float]  # revenue, net_income, total_assets, total_equity, cash flow
+    prior_income: float  # previous year's net income
+    expected: float  # the growth the company's trend implied
+    surprise: float  # net income growth beyond `expected`
+
+
+def _financial_history(
+    spec: TickerSpec, years: list[int], rng: np.random.Generator
+) -> list[FiscalYear]:
     """Plausible, internally consistent yearly figures, with an earnings surprise per year.
 
     Net income is anchored on the starting market cap (P/E 12-30; the ST name loses money);
     the surprise is the growth beyond what the company's trend (`expected`) implied.
     """
-    shares = spec.shares_m * 1e6
-    market_cap = spec.base_price * shares
+    market_cap = spec.base_price * spec.shares_m * 1e6
     is_st = spec.name.startswith("ST ")
     income = -0.04 * market_cap if is_st else market_cap / rng.uniform(12, 30)
     margin = rng.uniform(0.06, 0.2)
@@ -580,13 +581,14 @@ def _financial_history(spec: TickerSpec, years: list[int], rng: np.random.Genera
             "total_equity": equity,
             "operating_cash_flow": cash_flow,
         }
-        history.append((figures, previous_income, expected, surprise, shares))
+        history.append(FiscalYear(figures, previous_income, expected, surprise))
     return history
 
 
-def _rounded_figures(figures: dict, shares: float) -> dict:
+def _rounded_figures(figures: dict[str, float], spec: TickerSpec) -> dict[str, float]:
+    """Figures to whole thousands; eps = net income / shares outstanding."""
     out = {key: float(round(value, -3)) for key, value in figures.items()}
-    out["eps"] = round(out["net_income"] / shares, 4)
+    out["eps"] = round(out["net_income"] / (spec.shares_m * 1e6), 4)
     return out
 
 
@@ -639,15 +641,13 @@ def _reports_for_ticker(
 ) -> list[Report]:
     """Original annual reports per fiscal year, plus a restatement where designated."""
     out = []
-    for year, (raw, prior_income, expected, surprise, shares) in zip(
-        years, _financial_history(spec, years, rng), strict=True
-    ):
+    for year, fy in zip(years, _financial_history(spec, years, rng), strict=True):
         window = _LATE_WINDOW[market] if year in late else _REPORT_WINDOW[market]
         published = _announcement_time(
             market, _session_in_window(market, year + 1, window, rng), rng
         )
-        fig = _rounded_figures(raw, shares)
-        reaction = float(np.clip(0.4 * surprise, -0.10, 0.10))
+        fig = _rounded_figures(fy.figures, spec)
+        reaction = float(np.clip(0.4 * fy.surprise, -0.10, 0.10))
         row = {
             "report_id": _report_id(market, spec.ticker, year, False),
             "ticker": spec.ticker,
@@ -655,11 +655,11 @@ def _reports_for_ticker(
             "period_end": date(year, 12, 31),
             "published_at": published,
             **fig,
-            "summary": _summary(market, spec, year, fig, prior_income, expected, surprise),
+            "summary": _summary(market, spec, year, fig, fy.prior_income, fy.expected, fy.surprise),
         }
-        out.append(Report(row, reaction, f"net income {_verdict(surprise)}"))
+        out.append(Report(row, reaction, f"net income {_verdict(fy.surprise)}"))
         if year in restated:
-            out.append(_restatement(market, spec, row, raw, shares, prior_income, expected, rng))
+            out.append(_restatement(market, spec, row, fy, rng))
     return out
 
 
@@ -667,32 +667,30 @@ def _restatement(
     market: str,
     spec: TickerSpec,
     original: dict,
-    raw: dict,
-    shares: float,
-    prior_income: float,
-    expected: float,
+    fy: FiscalYear,
     rng: np.random.Generator,
 ) -> Report:
     """A later row for the same fiscal year with net income revised down (a PIT trap)."""
     cut = rng.uniform(0.06, 0.15)
+    raw = fy.figures
     revised = dict(raw)
     delta = abs(raw["net_income"]) * cut
     revised["net_income"] = raw["net_income"] - delta
     revised["revenue"] = raw["revenue"] * (1 - rng.uniform(0.01, 0.04))
     revised["total_equity"] = raw["total_equity"] - delta
     revised["operating_cash_flow"] = raw["operating_cash_flow"] * (1 - rng.uniform(0.0, 0.03))
-    fig = _rounded_figures(revised, shares)
+    fig = _rounded_figures(revised, spec)
     later = original["published_at"].tz_convert(market_timezone(market)).date()
     day = _next_session_on_or_after(market, later + timedelta(days=int(rng.integers(120, 181))))
     year = original["fiscal_year"]
-    surprise = (revised["net_income"] - prior_income) / abs(prior_income) - expected
+    surprise = (revised["net_income"] - fy.prior_income) / abs(fy.prior_income) - fy.expected
     row = {
         **original,
         **fig,
         "report_id": _report_id(market, spec.ticker, year, True),
         "published_at": _announcement_time(market, day, rng),
         "summary": _summary(
-            market, spec, year, fig, prior_income, expected, surprise, original["net_income"]
+            market, spec, year, fig, fy.prior_income, fy.expected, surprise, original["net_income"]
         ),
     }
     return Report(row, -min(0.5 * cut, 0.06), f"net income revised down {cut:.0%}")
