@@ -36,7 +36,8 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path):
 def test_demo_ingests_both_markets_labelled_synthetic(tmp_path: Path, capsys):
     assert main(["demo", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert out.count("SYNTHETIC sample market") == 2
+    assert "us: source=sample (SYNTHETIC sample market)" in out
+    assert "cn: source=sample (SYNTHETIC sample market)" in out
     layout = DataLayout(tmp_path / "out")
     for market in ("us", "cn"):
         manifest = read_manifest(layout, market)
