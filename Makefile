@@ -10,7 +10,8 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := false
 export STRAT_LLM_DATA ?= $(CURDIR)/data
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Runs of `make demo` and `make ui` are recorded here; tests use ephemeral instances.
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
 .PHONY: install demo test lint ui clean
 
@@ -24,19 +25,20 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/strat-llm demo --out $(STRAT_LLM_DATA)
+	@mkdir -p $(DAGSTER_HOME_DIR)
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/strat-llm demo --out $(STRAT_LLM_DATA)
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	env -u DAGSTER_HOME $(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 ui: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
-	@echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$(DAGSTER_HOME))"
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions
+	@mkdir -p $(DAGSTER_HOME_DIR)
+	@echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$(DAGSTER_HOME_DIR))"
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions
 
 clean:
 	rm -rf $(VENV) .dagster_home dbt/target dbt/logs .pytest_cache .ruff_cache
