@@ -29,15 +29,15 @@ def _ingest(
     markets: list[str] | None,
     config: dict[str, object],
 ) -> str:
-    from dagster_project.ingest_assets import raw_asset_key, raw_tables
+    from dagster_project.ingest_assets import raw_asset_keys, raw_tables
     from dagster_project.runner import materialize_selection
-    from ingest.contract import TABLE_NAMES
     from ingest.layout import DataLayout
     from ingest.load import format_summary, read_manifest
 
     chosen = markets or list(MARKETS)
-    selection = [raw_asset_key(market, table) for market in chosen for table in TABLE_NAMES]
-    materialize_selection([raw_tables], selection, ops={"raw_tables": {"config": config}})
+    materialize_selection(
+        [raw_tables], raw_asset_keys(chosen), ops={"raw_tables": {"config": config}}
+    )
     layout = DataLayout.from_env()
     summary = format_summary([read_manifest(layout, market) for market in chosen])
     return f"{summary}\nraw Parquet under {layout.data_dir / 'raw'}"

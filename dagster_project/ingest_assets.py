@@ -8,15 +8,25 @@ from datetime import date
 import dagster as dg
 
 from dagster_project.resources import DataDirResource
-from ingest.calendars import MARKETS
+from ingest.calendars import MARKET_CALENDARS, MARKETS
 from ingest.contract import TABLE_NAMES, TABLES
 from ingest.load import MarketSummary, ingest_files, ingest_sample
 
 RAW_GROUP = "raw"
+SESSIONS_TABLE = "sessions"
 
 
 def raw_asset_key(market: str, table: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", market, table])
+
+
+def raw_asset_keys(markets: list[str]) -> list[dg.AssetKey]:
+    """Every raw asset of these markets: the contract tables and the session calendar."""
+    return [
+        raw_asset_key(market, table)
+        for market in markets
+        for table in (*TABLE_NAMES, SESSIONS_TABLE)
+    ]
 
 
 class IngestConfig(dg.Config):
@@ -61,6 +71,15 @@ def run_ingest(
     raise dg.Failure(f"unknown source {config.source!r}; expected 'sample' or 'files'")
 
 
+def sessions_metadata(summary: MarketSummary) -> dict[str, dg.MetadataValue]:
+    first, last = summary.session_span
+    return {
+        "first": dg.MetadataValue.text(first or ""),
+        "last": dg.MetadataValue.text(last or ""),
+        "calendar": dg.MetadataValue.text(MARKET_CALENDARS[summary.market]),
+    }
+
+
 def table_metadata(summary: MarketSummary, table: str) -> dict[str, dg.MetadataValue]:
     info = summary.tables[table]
     metadata: dict[str, dg.MetadataValue] = {
@@ -92,6 +111,16 @@ def table_metadata(summary: MarketSummary, table: str) -> dict[str, dg.MetadataV
         )
         for market in MARKETS
         for table in TABLE_NAMES
+    ]
+    + [
+        dg.AssetSpec(
+            raw_asset_key(market, SESSIONS_TABLE),
+            group_name=RAW_GROUP,
+            description=f"{MARKET_CALENDARS[market]} sessions from exchange_calendars, through "
+            "the next sessions after the data (decision calendar)",
+            kinds={"parquet"},
+        )
+        for market in MARKETS
     ],
     can_subset=True,
 )
@@ -103,3 +132,6 @@ def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, data_dir
             key = raw_asset_key(summary.market, table)
             if key in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=key, metadata=table_metadata(summary, table))
+        key = raw_asset_key(summary.market, SESSIONS_TABLE)
+        if key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata=sessions_metadata(summary))

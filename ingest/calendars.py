@@ -51,3 +51,20 @@ def session_open_utc(market: str, session: date | str) -> pd.Timestamp:
 def session_close_utc(market: str, session: date | str) -> pd.Timestamp:
     """The session's closing time as a UTC timestamp (early closes, e.g. U.S. half-days)."""
     return _calendar(market).session_close(pd.Timestamp(session))
+
+
+# Decisions are made for the next session(s) after the data ends (live-forward), so the
+# calendar written beside the raw data reaches this many sessions past the last price.
+FORWARD_SESSIONS = 10
+
+
+def session_table(market: str, first: date, last: date) -> pd.DataFrame:
+    """Sessions from `first` to FORWARD_SESSIONS sessions after `last`: the decision calendar."""
+    calendar = _calendar(market)
+    horizon = min(
+        pd.Timestamp(last) + pd.Timedelta(days=3 * FORWARD_SESSIONS), calendar.last_session
+    )
+    days = [day for day in sessions(market, first, horizon.date())]
+    after = [day for day in days if day > last][:FORWARD_SESSIONS]
+    kept = [day for day in days if day <= last] + after
+    return pd.DataFrame({"market": market, "session_date": kept})

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest.calendars import session_table
 from ingest.contract import TABLE_NAMES, TABLES
 from ingest.files import dataset_markets, read_market_files
 from ingest.layout import DataLayout
@@ -56,6 +57,7 @@ class MarketSummary:
     tables: dict[str, TableSummary]
     missing_sessions: dict[str, list[date]]
     ignored_columns: dict[str, list[str]]
+    session_span: list[str | None]  # first and last session of raw/<market>/sessions.parquet
 
 
 def _time_column(table: str) -> str | None:
@@ -82,6 +84,33 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 def _content_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+SESSIONS_SCHEMA = pa.schema(
+    [pa.field("market", pa.string(), nullable=False), pa.field("session_date", pa.date32())]
+)
+
+
+def _write_sessions(layout: DataLayout, result: MarketResult) -> list[str | None]:
+    """Write the market's exchange sessions (exchange_calendars) beside its raw tables.
+
+    dbt derives decision points from them, including sessions after the last price (the next
+    live-forward decision). Returns the first and last session written.
+    """
+    dates = [
+        day for table in ("prices", "benchmark") for day in result.tables[table]["date"].dropna()
+    ]
+    frame = (
+        session_table(result.market, min(dates), max(dates))
+        if dates
+        else pd.DataFrame({"market": [], "session_date": []})
+    )
+    arrow = pa.Table.from_pandas(frame, schema=SESSIONS_SCHEMA, preserve_index=False)
+    arrow = arrow.replace_schema_metadata(None)
+    path = layout.raw_file(result.market, "sessions")
+    _write_atomically(path, lambda target: pq.write_table(arrow, target))
+    days = frame["session_date"]
+    return [str(days.min()), str(days.max())] if len(days) else [None, None]
 
 
 def _check_policy(
@@ -154,6 +183,7 @@ def write_results(
                 path=path,
                 preview=frame.head(5),
             )
+        calendar = _write_sessions(layout, result)
         manifest = {
             "market": market,
             "source": source,
@@ -168,6 +198,7 @@ def write_results(
                 series: [day.isoformat() for day in days]
                 for series, days in sorted(result.missing_sessions.items())
             },
+            "sessions": calendar,
             "sha256": hashes,
         }
         text = json.dumps(manifest, indent=2, default=str) + "\n"
@@ -182,6 +213,7 @@ def write_results(
                 tables=tables,
                 missing_sessions=result.missing_sessions,
                 ignored_columns=result.ignored_columns,
+                session_span=calendar,
             )
         )
     return summaries
