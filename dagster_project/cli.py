@@ -75,6 +75,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from dagster_project.runner import build_warehouse
+    from ingest.layout import DataLayout
+
+    layout = DataLayout.from_env()
+    start, end = build_window(layout, args.start, args.end)
+    print(f"building the point-in-time warehouse for decision dates {start} .. {end}")
+    summary = build_warehouse(start, end)
+    print(summary)
+    print(f"warehouse: {layout.warehouse}")
+    return 0
+
+
+def build_window(layout, start: str | None, end: str | None):
+    """The requested window, or the whole span of the ingested session calendars."""
+    from datetime import date
+
+    from ingest.load import session_span
+
+    if start and end:
+        return date.fromisoformat(start), date.fromisoformat(end)
+    first, last = session_span(layout)
+    return (date.fromisoformat(start) if start else first), (
+        date.fromisoformat(end) if end else last
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strat-llm",
@@ -113,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--start", help="sample span start, YYYY-MM-DD (default 2024-07-01)")
     ingest.add_argument("--end", help="sample span end, YYYY-MM-DD (default 2025-12-31)")
     ingest.set_defaults(handler=cmd_ingest)
+
+    build = commands.add_parser(
+        "build", help="build the point-in-time warehouse (dbt) for a decision-date window"
+    )
+    build.add_argument("--start", help="first decision date, YYYY-MM-DD (default: data start)")
+    build.add_argument("--end", help="last decision date, YYYY-MM-DD (default: data end)")
+    build.set_defaults(handler=cmd_build)
     return parser
 
 

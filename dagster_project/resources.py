@@ -1,8 +1,12 @@
 """Resources shared by the assets: where the data directory and the warehouse are."""
 
-import dagster as dg
+import os
 
-from ingest.layout import DataLayout
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_project.dbt_project import DBT_EXECUTABLE, dbt_project
+from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
 
 
 class DataDirResource(dg.ConfigurableResource):
@@ -13,5 +17,15 @@ class DataDirResource(dg.ConfigurableResource):
     def layout(self) -> DataLayout:
         return DataLayout.from_env(self.data_dir or None)
 
+    def export_env(self) -> DataLayout:
+        """Put the absolute data and warehouse paths where dbt (profiles.yml, sources) reads them."""
+        layout = self.layout()
+        os.environ[DATA_DIR_ENV] = str(layout.data_dir)
+        os.environ[WAREHOUSE_ENV] = str(layout.warehouse)
+        return layout
 
-RESOURCES = {"data_dir": DataDirResource()}
+
+RESOURCES = {
+    "data_dir": DataDirResource(),
+    "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+}

@@ -7,9 +7,14 @@ DAGSTER_HOME set, runs are recorded in that instance and show up in the UI.
 import os
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 
 class PipelineError(RuntimeError):
@@ -60,6 +65,7 @@ def materialize_selection(
     selection: Sequence[dg.AssetKey],
     ops: dict[str, Any] | None = None,
     resources: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     from dagster_project.resources import RESOURCES
 
@@ -69,8 +75,35 @@ def materialize_selection(
         run_config=quiet_run_config(ops),
         resources={**RESOURCES, **(resources or {})},
         instance=_instance(),
+        tags=tags,
         raise_on_error=False,
     )
     if not result.success:
         raise PipelineError(_user_error(result))
     return result
+
+
+def build_warehouse(start: date, end: date) -> str:
+    """Materialize every dbt asset for the decision dates start..end in one run."""
+    from dagster_project.warehouse_assets import DECISION_PARTITIONS, warehouse_dbt_assets
+
+    first = DECISION_PARTITIONS.start.date()
+    if start < first:
+        raise PipelineError(f"--start {start} is before the first decision partition {first}")
+    result = materialize_selection(
+        [warehouse_dbt_assets],
+        list(warehouse_dbt_assets.keys),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+        },
+    )
+    # One materialization per partition of the range; the row count is the table's.
+    counts: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        if "dagster/row_count" in materialization.metadata:
+            key = materialization.asset_key.to_user_string()
+            counts[key] = materialization.metadata["dagster/row_count"].value
+    lines = [f"  {key}: {rows} rows" for key, rows in counts.items()]
+    return "tables after the build:\n" + "\n".join(lines)

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.calendars import session_table
+from ingest.calendars import MARKETS, session_table
 from ingest.contract import TABLE_NAMES, TABLES
 from ingest.files import dataset_markets, read_market_files
 from ingest.layout import DataLayout
@@ -252,7 +252,7 @@ def ingest_sample(
     end: date | None = None,
 ) -> list[MarketSummary]:
     from ingest import sample
-    from ingest.calendars import MARKETS, check_market
+    from ingest.calendars import check_market
 
     seed = sample.DEFAULT_SEED if seed is None else seed
     start = start or sample.DEFAULT_START
@@ -277,6 +277,22 @@ def ingest_sample(
         synthetic=True,
         details={"seed": seed, "start": start.isoformat(), "end": end.isoformat()},
     )
+
+
+def session_span(layout: DataLayout) -> tuple[date, date]:
+    """First and last session over every ingested market's calendar."""
+    spans = []
+    for market in MARKETS:
+        path = layout.raw_file(market, "sessions")
+        if path.is_file():
+            days = pq.read_table(path, columns=["session_date"]).column("session_date")
+            if len(days):
+                spans.append((min(days.to_pylist()), max(days.to_pylist())))
+    if not spans:
+        raise ContractError(
+            f"{layout.data_dir / 'raw'}: nothing ingested yet; run `strat-llm ingest` first"
+        )
+    return min(first for first, _ in spans), max(last for _, last in spans)
 
 
 def read_manifest(layout: DataLayout, market: str) -> dict:

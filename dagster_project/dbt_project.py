@@ -1,0 +1,63 @@
+"""The dbt project as Dagster sees it, and the pure helpers that turn partitions into dbt args."""
+
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv")
+
+
+def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
+    """True when manifest.json is missing or older than any model, seed, macro or YAML file."""
+    manifest = project_dir / "target" / "manifest.json"
+    if not manifest.is_file():
+        return True
+    built = manifest.stat().st_mtime
+    return any(
+        path.stat().st_mtime > built
+        for path in project_dir.rglob("*")
+        if path.suffix in _SOURCE_SUFFIXES and "target" not in path.parts
+    )
+
+
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """`@dbt_assets` reads manifest.json at import: parse the project when it is out of date."""
+    if manifest_is_stale(project_dir):
+        result = subprocess.run(
+            [DBT_EXECUTABLE, "parse", "--profiles-dir", str(project_dir), "--quiet"],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"dbt parse failed in {project_dir}:\n{result.stdout}{result.stderr}"
+            )
+    return project_dir / "target" / "manifest.json"
+
+
+def window_vars(start: date, end: date) -> dict[str, str]:
+    """dbt vars for a decision-date window, both ends inclusive."""
+    if end < start:
+        raise ValueError(f"window end {end} is before its start {start}")
+    return {"start_date": start.isoformat(), "end_date": end.isoformat()}
+
+
+def partition_window_bounds(start: date, end_exclusive: date) -> tuple[date, date]:
+    """A Dagster time window ends exclusively; dbt windows are inclusive."""
+    return start, end_exclusive - timedelta(days=1)
+
+
+def dbt_build_args(start: date, end: date) -> list[str]:
+    return ["build", "--vars", json.dumps(window_vars(start, end))]
+
+
+ensure_manifest()
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)

@@ -1,0 +1,66 @@
+"""The dbt warehouse as Dagster assets: daily decision-date partitions, grouped by dbt folder."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from dagster_project.dbt_project import (
+    dbt_build_args,
+    dbt_project,
+    partition_window_bounds,
+)
+from dagster_project.ingest_assets import raw_asset_key
+from dagster_project.resources import DataDirResource
+from ingest.calendars import MARKETS
+
+# Every decision date is a partition; weekends and holidays simply hold no snapshots.
+# end_offset=1 includes today's partition: the live-forward decision for today's session.
+DECISION_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
+DBT_SOURCE_NAME = "raw"
+
+
+class WarehouseTranslator(DagsterDbtTranslator):
+    """Groups by dbt folder (staging / intermediate / marts, seeds) and ties dbt sources to
+    the per-market raw assets they read."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "seeds"
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "warehouse"
+
+    def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        return spec.replace_attributes(deps=raw_deps(spec.deps))
+
+
+def raw_deps(deps: Any) -> list[dg.AssetDep]:
+    """A dbt source `raw.<table>` reads every market's file: depend on each raw asset."""
+    resolved: list[dg.AssetDep] = []
+    for dep in deps:
+        path = dep.asset_key.path
+        if len(path) == 2 and path[0] == DBT_SOURCE_NAME:
+            resolved += [dg.AssetDep(raw_asset_key(market, path[1])) for market in MARKETS]
+        else:
+            resolved.append(dep)
+    return resolved
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=WarehouseTranslator(),
+    partitions_def=DECISION_PARTITIONS,
+    # A backfill is one dbt run over the whole range: one process, set-based SQL.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def warehouse_dbt_assets(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, data_dir: DataDirResource
+):
+    data_dir.export_env()
+    window = context.partition_time_window
+    start, end = partition_window_bounds(window.start.date(), window.end.date())
+    context.log.info(f"building decision dates {start} .. {end}")
+    yield from dbt.cli(dbt_build_args(start, end), context=context).stream().fetch_row_counts()

@@ -1,0 +1,48 @@
+-- The snapshot grid of this build's window: every ticker of the market at every decision
+-- session, with the features of its last price date strictly before the decision date.
+-- A decision needs a price before it and is at most one session past the market's last price.
+with decisions as (
+    select * from {{ ref('int_decision_points') }}
+    where {{ decision_window('decision_date') }}
+),
+
+universe as (
+    select market, ticker from {{ ref('stg_raw__universe') }}
+),
+
+market_span as (
+    select market, min(price_date) as first_price_date, max(price_date) as last_price_date
+    from {{ ref('stg_raw__prices') }}
+    group by market
+),
+
+eligible as (
+    select decisions.*
+    from decisions
+    inner join market_span on decisions.market = market_span.market
+    where decisions.decision_date > market_span.first_price_date
+      and decisions.previous_session_date <= market_span.last_price_date
+),
+
+grid as (
+    select eligible.market, universe.ticker, eligible.decision_date, eligible.information_cutoff
+    from eligible
+    inner join universe on eligible.market = universe.market
+),
+
+final as (
+    select
+        grid.market,
+        grid.ticker,
+        grid.decision_date,
+        grid.information_cutoff,
+        features.price_date as max_price_date,
+        features.* exclude (market, ticker, price_date)
+    from grid
+    asof inner join {{ ref('int_price_features') }} as features
+        on grid.market = features.market
+        and grid.ticker = features.ticker
+        and grid.decision_date > features.price_date
+)
+
+select * from final

@@ -1,0 +1,82 @@
+-- S1-S4 entry and exit per snapshot: the one SQL definition of the rules whose words are in
+-- seeds/strategies.csv. Price rules read features of the last session before the decision;
+-- S4 reads only the report and news visible at the cutoff. A rule without enough history
+-- does not fire.
+{% set window_days = var('s4_window_days') %}
+with prices as (
+    select * from {{ ref('int_snapshot_prices') }}
+),
+
+news as (
+    select market, ticker, decision_date, news from {{ ref('int_snapshot_news') }}
+),
+
+reports as (
+    select market, ticker, decision_date, report from {{ ref('int_snapshot_reports') }}
+),
+
+recent as (
+    select
+        prices.*,
+        -- Net tone of the shown news of the last days: +1 per item with only positive
+        -- words, -1 per item with only negative words.
+        coalesce(
+            list_sum(
+                list_transform(
+                    list_filter(
+                        news.news,
+                        lambda item: item.published_at
+                            >= prices.information_cutoff - interval {{ window_days }} day
+                    ),
+                    lambda item: (
+                        regexp_matches(lower(item.headline), {{ word_pattern('s4_positive_terms') }})
+                    )::int - (
+                        regexp_matches(lower(item.headline), {{ word_pattern('s4_negative_terms') }})
+                    )::int
+                )
+            ),
+            0
+        ) as news_tone,
+        case
+            when reports.report.published_at
+                >= prices.information_cutoff - interval {{ window_days }} day
+                then reports.report.net_income_growth
+        end as recent_report_growth
+    from prices
+    left join news
+        on prices.market = news.market
+        and prices.ticker = news.ticker
+        and prices.decision_date = news.decision_date
+    left join reports
+        on prices.market = reports.market
+        and prices.ticker = reports.ticker
+        and prices.decision_date = reports.decision_date
+),
+
+final as (
+    select
+        market,
+        ticker,
+        decision_date,
+        coalesce(close > prior_high_20 and volume_ratio_20d > 1, false) as s1_entry,
+        coalesce(close < prior_low_10, false) as s1_exit,
+        coalesce(ma_5 > ma_20, false) as s2_entry,
+        coalesce(ma_5 < ma_20, false) as s2_exit,
+        coalesce(rsi_14 < {{ var('s3_rsi_entry') }} and close > ma_60, false) as s3_entry,
+        coalesce(rsi_14 > {{ var('s3_rsi_exit') }} or close < ma_60, false) as s3_exit,
+        coalesce(
+            recent_report_growth >= {{ var('s4_surprise_pct') / 100 }}
+            or news_tone >= {{ var('s4_news_tone') }},
+            false
+        ) as s4_entry,
+        coalesce(
+            recent_report_growth <= -{{ var('s4_surprise_pct') / 100 }}
+            or news_tone <= -{{ var('s4_news_tone') }},
+            false
+        ) as s4_exit,
+        news_tone,
+        recent_report_growth
+    from recent
+)
+
+select * from final
