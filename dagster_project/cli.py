@@ -30,13 +30,17 @@ def _ingest(
     config: dict[str, object],
 ) -> str:
     from dagster_project.ingest_assets import raw_asset_keys, raw_tables
+    from dagster_project.resources import DataDirResource
     from dagster_project.runner import materialize_selection
     from ingest.layout import DataLayout
     from ingest.load import format_summary, read_manifest
 
     chosen = markets or list(MARKETS)
     materialize_selection(
-        [raw_tables], raw_asset_keys(chosen), ops={"raw_tables": {"config": config}}
+        [raw_tables],
+        raw_asset_keys(chosen),
+        resources={"data_dir": DataDirResource()},
+        ops={"raw_tables": {"config": config}},
     )
     layout = DataLayout.from_env()
     summary = format_summary([read_manifest(layout, market) for market in chosen])

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_project.ingest_assets import raw_tables
-from dagster_project.resources import RESOURCES
+from dagster_project.resources import all_resources
 from dagster_project.schedules import pit_daily_job, pit_daily_schedule
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 
@@ -11,5 +11,5 @@ defs = dg.Definitions(
     assets=[raw_tables, warehouse_dbt_assets],
     jobs=[pit_daily_job],
     schedules=[pit_daily_schedule],
-    resources=RESOURCES,
+    resources=all_resources(),
 )

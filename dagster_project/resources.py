@@ -3,9 +3,7 @@
 import os
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from dagster_project.dbt_project import DBT_EXECUTABLE, dbt_project
 from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
 
 
@@ -18,14 +16,21 @@ class DataDirResource(dg.ConfigurableResource):
         return DataLayout.from_env(self.data_dir or None)
 
     def export_env(self) -> DataLayout:
-        """Put the absolute data and warehouse paths where dbt (profiles.yml, sources) reads them."""
+        """Put the absolute data and warehouse paths where dbt's profile and sources read them."""
         layout = self.layout()
         os.environ[DATA_DIR_ENV] = str(layout.data_dir)
         os.environ[WAREHOUSE_ENV] = str(layout.warehouse)
         return layout
 
 
-RESOURCES = {
-    "data_dir": DataDirResource(),
-    "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
-}
+def all_resources() -> dict[str, dg.ConfigurableResource]:
+    """Every resource of the code location. dbt's are imported here, not at module import,
+    so that commands without dbt (ingest) start without parsing the dbt project."""
+    from dagster_dbt import DbtCliResource
+
+    from dagster_project.dbt_project import DBT_EXECUTABLE, dbt_project
+
+    return {
+        "data_dir": DataDirResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+    }

@@ -63,17 +63,15 @@ _EXPECTED = {"IngestError", "ContractError", "Failure", "ValueError", "PipelineE
 def materialize_selection(
     assets: Sequence[Any],
     selection: Sequence[dg.AssetKey],
+    resources: dict[str, Any],
     ops: dict[str, Any] | None = None,
-    resources: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    from dagster_project.resources import RESOURCES
-
     result = dg.materialize(
         assets,
         selection=list(selection),
         run_config=quiet_run_config(ops),
-        resources={**RESOURCES, **(resources or {})},
+        resources=resources,
         instance=_instance(),
         tags=tags,
         raise_on_error=False,
@@ -85,6 +83,7 @@ def materialize_selection(
 
 def build_warehouse(start: date, end: date) -> str:
     """Materialize every dbt asset for the decision dates start..end in one run."""
+    from dagster_project.resources import all_resources
     from dagster_project.warehouse_assets import DECISION_PARTITIONS, warehouse_dbt_assets
 
     first = DECISION_PARTITIONS.start.date()
@@ -93,6 +92,7 @@ def build_warehouse(start: date, end: date) -> str:
     result = materialize_selection(
         [warehouse_dbt_assets],
         list(warehouse_dbt_assets.keys),
+        resources=all_resources(),
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
