@@ -1,0 +1,222 @@
+"""The point-in-time warehouse built by dbt through Dagster on the sample market."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from dagster_project.cli import main
+from dagster_project.dbt_project import (
+    DBT_PROJECT_DIR,
+    dbt_build_args,
+    partition_window_bounds,
+    window_vars,
+)
+from dagster_project.ingest_assets import raw_asset_key
+from dagster_project.resources import DataDirResource, all_resources
+from dagster_project.warehouse_assets import warehouse_dbt_assets
+from ingest.calendars import session_open_utc
+from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
+
+# Each rule counts the snapshots that break it; all must be zero.
+PIT_RULES = {
+    "price on or after the decision date": "max_price_date >= decision_date",
+    "price history reaching the decision date": (
+        "list_max(list_transform(price_history, lambda bar: bar.date)) >= decision_date"
+    ),
+    "news at or after the cutoff": "max_news_published_at >= information_cutoff",
+    "news list item at or after the cutoff": (
+        "list_max(list_transform(news, lambda item: item.published_at)) >= information_cutoff"
+    ),
+    "report published at or after the cutoff": "report_published_at >= information_cutoff",
+    "report period not ended before the decision": "report.period_end >= decision_date",
+    "cutoff not before the decision date": "information_cutoff >= decision_date + interval 1 day",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataLayout]:
+    data_dir = tmp_path_factory.mktemp("warehouse") / "data"
+    saved = {name: __import__("os").environ.get(name) for name in (DATA_DIR_ENV, WAREHOUSE_ENV)}
+    assert main(["--data-dir", str(data_dir), "ingest", "--source", "sample"]) == 0
+    assert main(["--data-dir", str(data_dir), "build"]) == 0
+    yield DataLayout(data_dir)
+    import os
+
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _query(layout: DataLayout, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(layout.data_dir / "warehouse.duckdb"), read_only=True) as connection:
+        return connection.execute(sql).df()
+
+
+def test_sample_snapshots_cover_both_markets(sample_warehouse: DataLayout):
+    counts = _query(
+        sample_warehouse,
+        "select market, count(*) as n, count(report) as with_report,"
+        " sum((len(news) > 0)::int) as with_news from pit_snapshots group by market",
+    ).set_index("market")
+    assert set(counts.index) == {"us", "cn"}
+    assert (counts["n"] > 5000).all()
+    assert (counts["with_news"] > counts["n"] * 0.5).all()
+    assert (counts["with_report"] == counts["n"]).all()
+
+
+@pytest.mark.parametrize("rule", sorted(PIT_RULES))
+def test_no_snapshot_sees_the_future(sample_warehouse: DataLayout, rule: str):
+    broken = _query(
+        sample_warehouse, f"select count(*) as n from pit_snapshots where {PIT_RULES[rule]}"
+    )
+    assert broken["n"].iloc[0] == 0, rule
+
+
+def test_cutoffs_equal_exchange_calendar_open_minus_buffer(sample_warehouse: DataLayout):
+    points = _query(
+        sample_warehouse,
+        "select market, decision_date, information_cutoff from int_decision_points",
+    )
+    expected = [
+        session_open_utc(market, day) - timedelta(minutes=30)
+        for market, day in zip(points["market"], points["decision_date"], strict=True)
+    ]
+    actual = pd.to_datetime(points["information_cutoff"], utc=True)
+    assert list(actual) == expected
+
+
+def test_news_items_are_newest_first_within_the_lookback(sample_warehouse: DataLayout):
+    broken = _query(
+        sample_warehouse,
+        """
+        select count(*) as n from pit_snapshots
+        where news <> list_reverse_sort(news)
+           or len(news) > 10
+           or list_min(list_transform(news, lambda item: item.published_at))
+              < information_cutoff - interval 7 day
+        """,
+    )
+    assert broken["n"].iloc[0] == 0
+
+
+def test_rebuilding_one_partition_touches_only_its_rows(sample_warehouse: DataLayout):
+    warehouse = str(sample_warehouse.data_dir / "warehouse.duckdb")
+    target, other = date(2025, 3, 10), date(2025, 3, 11)
+    with duckdb.connect(warehouse) as connection:
+        before = connection.execute(
+            "select market, ticker, decision_date, snapshot_hash from pit_snapshots"
+        ).df()
+        # Tamper with both dates: the rebuild of `target` must repair its own rows only.
+        connection.execute(
+            "update pit_snapshots set snapshot_hash = 'tampered' where decision_date in (?, ?)",
+            [target, other],
+        )
+        connection.execute(
+            "insert into pit_snapshots (market, ticker, decision_date, information_cutoff,"
+            " max_price_date, snapshot_hash) values ('us', 'GONE', ?, ?, ?, 'stale')",
+            [target, pd.Timestamp("2025-03-10T13:00:00Z"), date(2025, 3, 7)],
+        )
+    result = dg.materialize(
+        [warehouse_dbt_assets],
+        partition_key=target.isoformat(),
+        resources={
+            **all_resources(),
+            "data_dir": DataDirResource(data_dir=str(sample_warehouse.data_dir)),
+        },
+    )
+    assert result.success
+    with duckdb.connect(warehouse, read_only=True) as connection:
+        after = connection.execute(
+            "select market, ticker, decision_date, snapshot_hash from pit_snapshots"
+        ).df()
+    for frame in (before, after):
+        frame["decision_date"] = pd.to_datetime(frame["decision_date"]).dt.date
+    key = ["market", "ticker", "decision_date"]
+    merged = before.merge(
+        after, on=key, how="outer", suffixes=("_before", "_after"), indicator=True
+    )
+    assert (merged["_merge"] == "both").all(), "the rebuild added or lost rows"
+    changed = merged[merged["snapshot_hash_before"] != merged["snapshot_hash_after"]]
+    assert set(changed["decision_date"]) == {other}, "only the untouched partition keeps tampering"
+    assert (changed["snapshot_hash_after"] == "tampered").all()
+    rebuilt = merged[merged["decision_date"] == target]
+    assert (
+        len(rebuilt) > 0
+        and (rebuilt["snapshot_hash_before"] == rebuilt["snapshot_hash_after"]).all()
+    )
+
+
+def test_strategies_seed_and_signal_columns_name_the_same_rules(sample_warehouse: DataLayout):
+    seeded = set(_query(sample_warehouse, "select strategy_id from strategies")["strategy_id"])
+    fields = _query(sample_warehouse, "select signals from pit_snapshots limit 1")["signals"][0]
+    from_sql = {name.split("_")[0].upper() for name in fields}
+    assert seeded == from_sql == {"S1", "S2", "S3", "S4"}
+    assert set(fields) == {
+        f"{rule.lower()}_{side}" for rule in seeded for side in ("entry", "exit")
+    }
+
+
+def test_signals_fire_in_the_sample(sample_warehouse: DataLayout):
+    fired = _query(
+        sample_warehouse,
+        "select "
+        + ", ".join(
+            f"sum(signals.s{n}_{side}::int) as s{n}_{side}"
+            for n in range(1, 5)
+            for side in ("entry", "exit")
+        )
+        + " from pit_snapshots",
+    ).iloc[0]
+    assert (fired > 0).all(), fired.to_dict()
+
+
+def test_no_model_reads_the_wall_clock():
+    pattern = re.compile(
+        r"\b(now\s*\(|current_date|current_timestamp|today\s*\(|get_current_time)", re.I
+    )
+    offenders = [
+        str(path.relative_to(DBT_PROJECT_DIR))
+        for path in (DBT_PROJECT_DIR / "models").rglob("*.sql")
+        if pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_partition_window_helpers():
+    assert partition_window_bounds(date(2025, 3, 10), date(2025, 3, 11)) == (
+        date(2025, 3, 10),
+        date(2025, 3, 10),
+    )
+    assert window_vars(date(2025, 1, 2), date(2025, 1, 3)) == {
+        "start_date": "2025-01-02",
+        "end_date": "2025-01-03",
+    }
+    assert dbt_build_args(date(2025, 1, 2), date(2025, 1, 2))[:2] == ["build", "--vars"]
+    with pytest.raises(ValueError, match="before its start"):
+        window_vars(date(2025, 1, 3), date(2025, 1, 2))
+
+
+def test_dbt_assets_are_grouped_by_folder_and_read_each_market():
+    specs = {spec.key: spec for spec in warehouse_dbt_assets.specs}
+    by_name = {key.path[-1]: spec for key, spec in specs.items()}
+    assert by_name["pit_snapshots"].group_name == "marts"
+    assert by_name["int_snapshot_news"].group_name == "intermediate"
+    assert by_name["stg_raw__prices"].group_name == "staging"
+    assert by_name["market_rules"].group_name == "seeds"
+    deps = {dep.asset_key for dep in by_name["stg_raw__prices"].deps}
+    assert deps == {raw_asset_key("us", "prices"), raw_asset_key("cn", "prices")}
+
+
+def test_build_without_ingest_names_the_missing_step(tmp_path: Path, capsys):
+    assert main(["--data-dir", str(tmp_path / "empty"), "build"]) == 1
+    assert "run `strat-llm ingest` first" in capsys.readouterr().err
