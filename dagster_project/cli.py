@@ -72,10 +72,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from dagster_project.runner import build_warehouse
+    from ingest.layout import DataLayout
+    from ingest.load import session_span
+
     out = Path(args.out).expanduser().resolve()
     _set_locations(str(out), None)
-    print("Strat-LLM demo: ingesting the embedded SYNTHETIC sample market (offline)...")
+    print("Strat-LLM demo on the embedded SYNTHETIC sample market (offline)")
+    print("[1/2] ingest")
     print(_ingest(markets=None, config={"source": "sample"}))
+    layout = DataLayout.from_env()
+    start, end = session_span(layout)
+    print(f"[2/2] point-in-time warehouse for decision dates {start} .. {end} (dbt)")
+    print(build_warehouse(start, end))
+    print(f"warehouse: {layout.warehouse}")
     return 0
 
 
