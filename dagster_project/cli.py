@@ -17,11 +17,14 @@ SOURCES = ("sample", "files")
 
 
 def _set_locations(data_dir: str | None, warehouse: str | None) -> None:
-    # Environment variables are how the data location reaches Dagster resources and dbt alike.
-    if data_dir:
-        os.environ[DATA_DIR_ENV] = str(Path(data_dir).expanduser().resolve())
-    if warehouse:
-        os.environ[WAREHOUSE_ENV] = str(Path(warehouse).expanduser().resolve())
+    """Environment variables are how the locations reach Dagster resources and dbt alike.
+    An explicit data directory brings its own warehouse file unless --warehouse names one."""
+    from ingest.layout import DataLayout
+
+    if data_dir or warehouse:
+        layout = DataLayout.from_env(data_dir, warehouse)
+        os.environ[DATA_DIR_ENV] = str(layout.data_dir)
+        os.environ[WAREHOUSE_ENV] = str(layout.warehouse)
 
 
 def _ingest(
@@ -102,6 +105,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from dagster_project.runner import check_gate
+    from ingest.layout import DataLayout
+
+    print(f"leakage gate on {DataLayout.from_env().warehouse}")
+    print(check_gate())
+    return 0
+
+
 def build_window(layout, start: str | None, end: str | None):
     """The requested window, or the whole span of the ingested session calendars."""
     from datetime import date
@@ -124,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help=f"data directory (default: ${DATA_DIR_ENV} or ./data)")
     parser.add_argument(
         "--warehouse",
-        help=f"DuckDB warehouse file (default: ${WAREHOUSE_ENV} or <data-dir>/warehouse.duckdb)",
+        help=f"DuckDB warehouse file (default: <data-dir>/warehouse.duckdb when --data-dir is "
+        f"given, else ${WAREHOUSE_ENV}, else ./data/warehouse.duckdb)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -161,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--start", help="first decision date, YYYY-MM-DD (default: data start)")
     build.add_argument("--end", help="last decision date, YYYY-MM-DD (default: data end)")
     build.set_defaults(handler=cmd_build)
+
+    check = commands.add_parser(
+        "check", help="run the leakage gate; exit 1 naming the expectation and rows if it fails"
+    )
+    check.set_defaults(handler=cmd_check)
     return parser
 
 

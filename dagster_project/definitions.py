@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dagster_project.checks import GATE_CHECKS
 from dagster_project.ingest_assets import raw_tables
 from dagster_project.resources import all_resources
 from dagster_project.schedules import pit_daily_job, pit_daily_schedule
@@ -9,6 +10,7 @@ from dagster_project.warehouse_assets import warehouse_dbt_assets
 
 defs = dg.Definitions(
     assets=[raw_tables, warehouse_dbt_assets],
+    asset_checks=GATE_CHECKS,
     jobs=[pit_daily_job],
     schedules=[pit_daily_schedule],
     resources=all_resources(),

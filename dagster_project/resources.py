@@ -8,12 +8,13 @@ from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
 
 
 class DataDirResource(dg.ConfigurableResource):
-    """The data directory; empty means STRAT_LLM_DATA or `data/` of the working directory."""
+    """The data directory and warehouse; empty means from the environment (ingest.layout)."""
 
     data_dir: str = ""
+    warehouse: str = ""
 
     def layout(self) -> DataLayout:
-        return DataLayout.from_env(self.data_dir or None)
+        return DataLayout.from_env(self.data_dir or None, self.warehouse or None)
 
     def export_env(self) -> DataLayout:
         """Put the absolute data and warehouse paths where dbt's profile and sources read them."""

@@ -81,18 +81,72 @@ def materialize_selection(
     return result
 
 
-def build_warehouse(start: date, end: date) -> str:
-    """Materialize every dbt asset for the decision dates start..end in one run."""
+def gate_summary(result: dg.ExecuteInProcessResult) -> tuple[bool, str]:
+    """Whether every blocking check passed, and a report naming failing expectations and rows."""
+    lines, passed = [], True
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        metadata = {key: value.value for key, value in evaluation.metadata.items()}
+        if evaluation.passed:
+            continue
+        if evaluation.severity == dg.AssetCheckSeverity.WARN:
+            lines.append(f"warning {name}:\n{metadata.get('warnings', '')}")
+            continue
+        passed = False
+        lines.append(f"FAILED {name}: {metadata.get('failing_rows') or metadata}")
+        if metadata.get("failing_sample"):
+            lines.append(str(metadata["failing_sample"]))
+    checked = len(result.get_asset_check_evaluations())
+    lines.append(
+        f"{checked} checks ran; {'all blocking checks passed' if passed else 'gate FAILED'}"
+    )
+    return passed, "\n".join(lines)
+
+
+def _gated_run(assets: Sequence[Any], selection: Any, tags: dict[str, str] | None = None):
     from dagster_project.resources import all_resources
+
+    result = dg.materialize(
+        assets,
+        selection=selection,
+        run_config=quiet_run_config(),
+        resources=all_resources(),
+        instance=_instance(),
+        tags=tags,
+        raise_on_error=False,
+    )
+    passed, report = gate_summary(result)
+    if not passed:
+        raise PipelineError(f"leakage gate failed; nothing downstream may run.\n{report}")
+    if not result.success:
+        raise PipelineError(_user_error(result))
+    return result, report
+
+
+def check_gate() -> str:
+    """Run the leakage gate's checks (raw contract, snapshots, knowledge cutoff) alone."""
+    from dagster_project.checks import GATE_CHECKS
+    from dagster_project.ingest_assets import raw_tables
+    from dagster_project.warehouse_assets import warehouse_dbt_assets
+
+    _, report = _gated_run(
+        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS], dg.AssetSelection.checks(*GATE_CHECKS)
+    )
+    return report
+
+
+def build_warehouse(start: date, end: date) -> str:
+    """Materialize every dbt asset for the decision dates start..end in one run, gated."""
+    from dagster_project.checks import GATE_CHECKS
+    from dagster_project.ingest_assets import raw_tables
     from dagster_project.warehouse_assets import DECISION_PARTITIONS, warehouse_dbt_assets
 
     first = DECISION_PARTITIONS.start.date()
     if start < first:
         raise PipelineError(f"--start {start} is before the first decision partition {first}")
-    result = materialize_selection(
-        [warehouse_dbt_assets],
-        list(warehouse_dbt_assets.keys),
-        resources=all_resources(),
+    result, report = _gated_run(
+        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS],
+        dg.AssetSelection.assets(warehouse_dbt_assets) | dg.AssetSelection.checks(*GATE_CHECKS),
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
@@ -106,4 +160,4 @@ def build_warehouse(start: date, end: date) -> str:
             key = materialization.asset_key.to_user_string()
             counts[key] = materialization.metadata["dagster/row_count"].value
     lines = [f"  {key}: {rows} rows" for key, rows in counts.items()]
-    return "tables after the build:\n" + "\n".join(lines)
+    return "tables after the build:\n" + "\n".join(lines) + "\nleakage gate:\n" + report

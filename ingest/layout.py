@@ -1,23 +1,45 @@
-"""Where data lives: one data directory (default `data/`, env STRAT_LLM_DATA) for every stage."""
+"""Where data lives: one data directory (default `data/`, env STRAT_LLM_DATA) for every stage.
+
+The warehouse file is, in order: an explicit path; `<data_dir>/warehouse.duckdb` when the data
+directory itself is explicit; STRAT_LLM_WAREHOUSE; `<data_dir>/warehouse.duckdb`.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DATA_DIR_ENV = "STRAT_LLM_DATA"
 WAREHOUSE_ENV = "STRAT_LLM_WAREHOUSE"
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+def _absolute(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 @dataclass(frozen=True)
 class DataLayout:
     data_dir: Path
+    warehouse: Path = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.warehouse is None:
+            object.__setattr__(self, "warehouse", self.data_dir / WAREHOUSE_FILE)
 
     @classmethod
-    def from_env(cls, data_dir: str | Path | None = None) -> DataLayout:
-        chosen = data_dir or os.environ.get(DATA_DIR_ENV) or "data"
-        return cls(Path(chosen).expanduser().resolve())
+    def from_env(
+        cls, data_dir: str | Path | None = None, warehouse: str | Path | None = None
+    ) -> DataLayout:
+        if data_dir:
+            chosen_dir = _absolute(data_dir)
+            chosen_warehouse = _absolute(warehouse) if warehouse else None
+        else:
+            chosen_dir = _absolute(os.environ.get(DATA_DIR_ENV) or "data")
+            from_env = warehouse or os.environ.get(WAREHOUSE_ENV)
+            chosen_warehouse = _absolute(from_env) if from_env else None
+        return cls(chosen_dir, chosen_warehouse)  # type: ignore[arg-type]
 
     def raw_dir(self, market: str) -> Path:
         return self.data_dir / "raw" / market
@@ -30,8 +52,3 @@ class DataLayout:
 
     def quarantine_file(self, market: str, table: str) -> Path:
         return self.data_dir / "quarantine" / market / f"{table}.parquet"
-
-    @property
-    def warehouse(self) -> Path:
-        chosen = os.environ.get(WAREHOUSE_ENV)
-        return Path(chosen).expanduser().resolve() if chosen else self.data_dir / "warehouse.duckdb"

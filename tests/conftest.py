@@ -48,3 +48,35 @@ def write_dataset(root: Path, tables: dict[str, str], market: str = "us") -> Pat
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "dataset", TINY_US)
+
+
+@pytest.fixture(scope="session")
+def built_sample(tmp_path_factory: pytest.TempPathFactory):
+    """The sample market ingested and built once per session (read-only: copy before editing)."""
+    import os
+
+    from dagster_project.cli import main
+    from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
+
+    saved = {name: os.environ.get(name) for name in (DATA_DIR_ENV, WAREHOUSE_ENV)}
+    data_dir = tmp_path_factory.mktemp("sample") / "data"
+    assert main(["--data-dir", str(data_dir), "ingest", "--source", "sample"]) == 0
+    assert main(["--data-dir", str(data_dir), "build"]) == 0
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return DataLayout(data_dir)
+
+
+@pytest.fixture
+def sample_copy(built_sample, tmp_path: Path):
+    """A private copy of the built sample that a test may tamper with."""
+    import shutil
+
+    from ingest.layout import DataLayout
+
+    target = tmp_path / "data"
+    shutil.copytree(built_sample.data_dir, target)
+    return DataLayout(target)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource, all_resources
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 from ingest.calendars import session_open_utc
-from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
+from ingest.layout import DataLayout
 
 # Each rule counts the snapshots that break it; all must be zero.
 PIT_RULES = {
@@ -41,20 +40,9 @@ PIT_RULES = {
 }
 
 
-@pytest.fixture(scope="module")
-def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataLayout]:
-    data_dir = tmp_path_factory.mktemp("warehouse") / "data"
-    saved = {name: __import__("os").environ.get(name) for name in (DATA_DIR_ENV, WAREHOUSE_ENV)}
-    assert main(["--data-dir", str(data_dir), "ingest", "--source", "sample"]) == 0
-    assert main(["--data-dir", str(data_dir), "build"]) == 0
-    yield DataLayout(data_dir)
-    import os
-
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+@pytest.fixture
+def sample_warehouse(built_sample: DataLayout) -> DataLayout:
+    return built_sample
 
 
 def _query(layout: DataLayout, sql: str) -> pd.DataFrame:
@@ -109,8 +97,8 @@ def test_news_items_are_newest_first_within_the_lookback(sample_warehouse: DataL
     assert broken["n"].iloc[0] == 0
 
 
-def test_rebuilding_one_partition_touches_only_its_rows(sample_warehouse: DataLayout):
-    warehouse = str(sample_warehouse.data_dir / "warehouse.duckdb")
+def test_rebuilding_one_partition_touches_only_its_rows(sample_copy: DataLayout):
+    warehouse = str(sample_copy.data_dir / "warehouse.duckdb")
     target, other = date(2025, 3, 10), date(2025, 3, 11)
     with duckdb.connect(warehouse) as connection:
         before = connection.execute(
@@ -131,7 +119,7 @@ def test_rebuilding_one_partition_touches_only_its_rows(sample_warehouse: DataLa
         partition_key=target.isoformat(),
         resources={
             **all_resources(),
-            "data_dir": DataDirResource(data_dir=str(sample_warehouse.data_dir)),
+            "data_dir": DataDirResource(data_dir=str(sample_copy.data_dir)),
         },
     )
     assert result.success

@@ -1,0 +1,730 @@
+"""Benchmark: build `pit_snapshots` with dbt (set-based SQL) against a naive pandas loop.
+
+A synthetic 500-ticker US market with 20 news items per ticker and session is written as raw
+Parquet (DESIGN §4) at each size, then:
+
+1. dbt: `dbt seed` + `dbt run --select +pit_snapshots` as subprocesses. Wall time is split into
+   SQL time (the nodes' `execution_time` in run_results.json) and start-up/overhead (the rest:
+   Python start, project parse, connections).
+2. naive: one pandas step per decision date, the way a researcher writes it first (filter the
+   whole tables by the date, take the tails, group), each date's snapshots written to Parquet.
+3. cross-check: every naive snapshot against `pit_snapshots` (cutoff, price history, simple
+   features, news ids, report id). A mismatch is printed loudly and fails the run (exit 1).
+
+A few edge rows are planted (news and reports exactly at a cutoff, at the end of the news
+lookback, two fiscal years filed at one instant) so the cross-check tests the boundaries.
+
+Run: `.venv/bin/python bench/pit_build.py [--sizes 252,750] [--keep DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from ingest.calendars import session_open_utc, session_table, sessions
+from ingest.contract import TABLES
+from ingest.load import SESSIONS_SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
+DBT_DIR = REPO / "dbt"
+DBT = str(Path(sys.executable).with_name("dbt"))
+
+MARKET = "us"
+TICKERS = 500
+QUIET_TICKERS = 4  # the last tickers get one item per session plus planted boundary items
+NEWS_PER_SESSION = 20
+LAST_SESSION = date(2025, 12, 31)
+SEED = 20250101
+US = 1_000_000  # microseconds per second
+DAY_US = 86_400 * US
+
+PHRASES = (
+    "beats estimates",
+    "misses estimates",
+    "announces partnership",
+    "faces regulatory probe",
+    "holds annual meeting",
+    "updates guidance",
+    "posts record quarter",
+    "cuts outlook",
+    "wins contract",
+    "issues statement",
+    "gets analyst upgrade",
+    "gets analyst downgrade",
+    "names new CFO",
+    "expands buyback",
+    "reports delay in product launch",
+    "comments on market conditions",
+)
+SOURCES = ("wire-a", "wire-b", "newsdesk", "press-release", "blog")
+SECTORS = ("tech", "health", "energy", "finance", "industrials", "consumer")
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and small helpers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PitVars:
+    """The dbt vars the snapshots depend on, read from dbt_project.yml (one source of truth)."""
+
+    cutoff_minutes: int
+    price_sessions: int
+    lookback_days: int
+    max_items: int
+
+    @classmethod
+    def from_project(cls) -> PitVars:
+        project = yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())["vars"]
+        return cls(
+            cutoff_minutes=int(project["cutoff_buffer_minutes"]),
+            price_sessions=int(project["price_history_sessions"]),
+            lookback_days=int(project["news_lookback_days"]),
+            max_items=int(project["news_max_items"]),
+        )
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """Yields a one-item list that holds the elapsed seconds once the block ends."""
+    elapsed = [0.0]
+    start = time.perf_counter()
+    try:
+        yield elapsed
+    finally:
+        elapsed[0] = time.perf_counter() - start
+
+
+def ticker_names() -> list[str]:
+    return [f"T{index:03d}" for index in range(TICKERS)]
+
+
+def cutoff_of(day: date, pit: PitVars) -> pd.Timestamp:
+    return session_open_utc(MARKET, day) - pd.Timedelta(minutes=pit.cutoff_minutes)
+
+
+def to_us(timestamp: pd.Timestamp) -> int:
+    return int(timestamp.value // 1_000)
+
+
+def utc_midnight_us(day: date) -> int:
+    return to_us(pd.Timestamp(day, tz="UTC"))
+
+
+def timestamps(micros: np.ndarray) -> pa.Array:
+    return pa.array(micros, type=pa.timestamp("us", tz="UTC"))
+
+
+def pick(values: tuple[str, ...], rng: np.random.Generator, size: int) -> pa.Array:
+    """`size` strings drawn from `values` (vectorised: a take from a small dictionary)."""
+    return pc.take(pa.array(values), pa.array(rng.integers(0, len(values), size)))
+
+
+def numbered(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), width, "0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def as_arrow(values: object, kind: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values.cast(kind)
+    return pa.array(values, kind)
+
+
+def write_table(data_dir: Path, name: str, columns: dict[str, object]) -> int:
+    """Write one raw table with the contract's exact schema (the market column first)."""
+    schema = SESSIONS_SCHEMA if name == "sessions" else TABLES[name].arrow_schema()
+    length = len(next(iter(columns.values())))
+    arrays = [pa.repeat(pa.scalar(MARKET), length)]
+    arrays += [as_arrow(columns[column.name], column.type) for column in list(schema)[1:]]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    path = data_dir / "raw" / MARKET / f"{name}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return table.num_rows
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic raw data (numpy, seeded)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    data_dir: Path
+    trading_days: list[date]
+    decisions: list[date]
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def decision_days(trading_days: list[date]) -> list[date]:
+    """Decisions: every session after the first price, through the first session after the last."""
+    calendar = list(session_table(MARKET, trading_days[0], trading_days[-1])["session_date"])
+    return calendar[1 : len(trading_days) + 1]
+
+
+def generate(data_dir: Path, n_sessions: int, pit: PitVars) -> Dataset:
+    rng = np.random.default_rng([SEED, n_sessions])
+    days = sessions(MARKET, date(2015, 1, 1), LAST_SESSION)[-n_sessions:]
+    dataset = Dataset(data_dir, days, decision_days(days))
+    rows = dataset.rows
+    rows["universe"] = write_universe(data_dir, rng)
+    rows["prices"] = write_prices(data_dir, days, rng)
+    rows["benchmark"] = write_benchmark(data_dir, days, rng)
+    rows["news"] = write_news(data_dir, dataset, pit, rng)
+    rows["reports"] = write_reports(data_dir, dataset, pit, rng)
+    frame = session_table(MARKET, days[0], days[-1])
+    rows["sessions"] = write_table(data_dir, "sessions", {"session_date": frame["session_date"]})
+    return dataset
+
+
+def write_universe(data_dir: Path, rng: np.random.Generator) -> int:
+    tickers = ticker_names()
+    return write_table(
+        data_dir,
+        "universe",
+        {
+            "ticker": tickers,
+            "name": [f"Synthetic {ticker} Inc" for ticker in tickers],
+            "sector": pick(SECTORS, rng, TICKERS),
+            "price_limit_pct": pa.nulls(TICKERS, pa.float64()),
+        },
+    )
+
+
+def random_walk(rng: np.random.Generator, shape: tuple[int, ...], start: np.ndarray) -> np.ndarray:
+    returns = rng.normal(0.0003, 0.02, shape)
+    return start * np.exp(np.cumsum(returns, axis=0))
+
+
+def write_prices(data_dir: Path, days: list[date], rng: np.random.Generator) -> int:
+    n_days = len(days)
+    close = random_walk(rng, (n_days, TICKERS), rng.uniform(10, 300, TICKERS))
+    previous = np.vstack([close[:1], close[:-1]])
+    open_ = previous * np.exp(rng.normal(0, 0.005, close.shape))
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, close.shape))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, close.shape))
+    volume = np.round(rng.lognormal(13, 0.5, close.shape))
+    # Rows ticker by ticker, dates ascending: arrays are (day, ticker), so transpose first.
+    return write_table(
+        data_dir,
+        "prices",
+        {
+            "ticker": np.repeat(np.array(ticker_names()), n_days),
+            "date": np.tile(np.array(days, dtype="datetime64[D]"), TICKERS),
+            "open": open_.T.ravel(),
+            "high": high.T.ravel(),
+            "low": low.T.ravel(),
+            "close": close.T.ravel(),
+            "volume": volume.T.ravel(),
+            "adj_factor": np.ones(n_days * TICKERS),
+        },
+    )
+
+
+def write_benchmark(data_dir: Path, days: list[date], rng: np.random.Generator) -> int:
+    close = random_walk(rng, (len(days),), np.array(4000.0))
+    return write_table(
+        data_dir,
+        "benchmark",
+        {"date": np.array(days, dtype="datetime64[D]"), "close": close},
+    )
+
+
+def news_counts(n_sessions: int) -> np.ndarray:
+    counts = np.full(TICKERS, NEWS_PER_SESSION * n_sessions)
+    counts[TICKERS - QUIET_TICKERS :] = n_sessions
+    return counts
+
+
+def boundary_news(dataset: Dataset, pit: PitVars) -> tuple[np.ndarray, np.ndarray]:
+    """Planted items for the quiet tickers at every third decision: at the cutoff (not visible
+    yet), 1 µs before it, exactly at the lookback start (visible) and 1 µs before that (not)."""
+    lookback = pit.lookback_days * DAY_US
+    offsets = np.array([0, -1, -lookback, -lookback - 1])
+    cutoffs = np.array([to_us(cutoff_of(day, pit)) for day in dataset.decisions[::3]])
+    moments = (cutoffs[:, None] + offsets[None, :]).ravel()
+    quiet = np.arange(TICKERS - QUIET_TICKERS, TICKERS)
+    return np.repeat(quiet, len(moments)), np.tile(moments, len(quiet))
+
+
+def write_news(data_dir: Path, dataset: Dataset, pit: PitVars, rng: np.random.Generator) -> int:
+    days = dataset.trading_days
+    first = utc_midnight_us(days[0]) - (pit.lookback_days + 1) * DAY_US
+    last = utc_midnight_us(days[-1]) + 2 * DAY_US
+    counts = news_counts(len(days))
+    tickers = np.repeat(np.arange(TICKERS), counts)
+    # Uniform over the whole span, nights and weekends included, to the second.
+    published = first + rng.integers(0, (last - first) // US, tickers.size) * US
+    edge_tickers, edge_published = boundary_news(dataset, pit)
+    tickers = np.concatenate([tickers, edge_tickers])
+    published = np.concatenate([published, edge_published])
+    order = np.argsort(published, kind="stable")  # a feed: in publication order
+    tickers, published = tickers[order], published[order]
+    size = tickers.size
+    ticker_text = pc.take(pa.array(ticker_names()), pa.array(tickers))
+    return write_table(
+        data_dir,
+        "news",
+        {
+            "news_id": numbered("N", np.arange(size), 9),
+            "ticker": ticker_text,
+            "published_at": timestamps(published),
+            "headline": pc.binary_join_element_wise(ticker_text, pick(PHRASES, rng, size), " "),
+            "body": pc.binary_join_element_wise(
+                pick(PHRASES, rng, size), pick(PHRASES, rng, size), "; "
+            ),
+            "source": pick(SOURCES, rng, size),
+        },
+    )
+
+
+def annual_reports(dataset: Dataset, pit: PitVars, rng: np.random.Generator) -> pd.DataFrame:
+    """One report per ticker and fiscal year, filed 20-100 days after January 20 of the next
+    year; 15 % restated 20-420 days later (some after the next year's report)."""
+    years = np.arange(dataset.trading_days[0].year - 2, dataset.trading_days[-1].year)
+    ticker = np.repeat(np.arange(TICKERS), years.size)
+    fiscal_year = np.tile(years, TICKERS)
+    filed = np.array([utc_midnight_us(date(int(y) + 1, 1, 20)) for y in fiscal_year])
+    filed += rng.integers(20 * 86_400, 100 * 86_400, fiscal_year.size) * US
+    income = rng.normal(100, 40, fiscal_year.size) * 1e6
+    restated = rng.random(fiscal_year.size) < 0.15
+    frame = pd.DataFrame(
+        {
+            "ticker": np.concatenate([ticker, ticker[restated]]),
+            "fiscal_year": np.concatenate([fiscal_year, fiscal_year[restated]]),
+            "published": np.concatenate(
+                [filed, filed[restated] + rng.integers(20, 420, restated.sum()) * DAY_US]
+            ),
+            "net_income": np.concatenate([income, income[restated] * 0.8]),
+            "version": np.repeat([0, 1], [fiscal_year.size, restated.sum()]),
+        }
+    )
+    return pd.concat([frame, boundary_reports(dataset, pit, years)], ignore_index=True)
+
+
+def boundary_reports(dataset: Dataset, pit: PitVars, years: np.ndarray) -> pd.DataFrame:
+    """Planted reports: the last quiet ticker files a restatement exactly at a cutoff, the one
+    before it files two fiscal years at the same instant (the higher year must win)."""
+    at_cutoff = to_us(cutoff_of(dataset.decisions[len(dataset.decisions) // 2], pit))
+    together = to_us(cutoff_of(dataset.decisions[len(dataset.decisions) // 3], pit)) - 3600 * US
+    return pd.DataFrame(
+        {
+            "ticker": [TICKERS - 1, TICKERS - 2, TICKERS - 2],
+            "fiscal_year": [int(years[-1]), int(years[-1]) + 1, int(years[-1]) + 2],
+            "published": [at_cutoff, together, together],
+            "net_income": [1e6, 2e6, 3e6],
+            "version": [7, 7, 7],
+        }
+    )
+
+
+def write_reports(data_dir: Path, dataset: Dataset, pit: PitVars, rng: np.random.Generator) -> int:
+    frame = annual_reports(dataset, pit, rng)
+    size = len(frame)
+    tickers = np.array(ticker_names())[frame["ticker"]]
+    keys = zip(tickers, frame["fiscal_year"], frame["version"], strict=True)
+    report_ids = [f"R-{ticker}-{year}-{version}" for ticker, year, version in keys]
+    revenue = frame["net_income"].to_numpy() * rng.uniform(5, 15, size)
+    assets = revenue * rng.uniform(1, 3, size)
+    return write_table(
+        data_dir,
+        "reports",
+        {
+            "report_id": report_ids,
+            "ticker": tickers,
+            "fiscal_year": frame["fiscal_year"].to_numpy(),
+            "period_end": np.array(
+                [f"{year}-12-31" for year in frame["fiscal_year"]], dtype="datetime64[D]"
+            ),
+            "published_at": timestamps(frame["published"].to_numpy()),
+            "revenue": revenue,
+            "net_income": frame["net_income"].to_numpy(),
+            "total_assets": assets,
+            "total_equity": assets * rng.uniform(0.2, 0.6, size),
+            "eps": frame["net_income"].to_numpy() / 1e8,
+            "operating_cash_flow": frame["net_income"].to_numpy() * rng.uniform(0.8, 1.4, size),
+            "summary": [f"Annual report {report_id} (synthetic)" for report_id in report_ids],
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 1. dbt
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DbtTiming:
+    wall_s: float = 0.0
+    sql_s: float = 0.0  # sum of the nodes' execution_time
+    nodes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def startup_s(self) -> float:
+        return self.wall_s - self.sql_s
+
+
+def dbt(args: list[str], env: dict[str, str], timing: DbtTiming, target: Path) -> None:
+    command = [DBT, *args, "--profiles-dir", ".", "--target-path", str(target)]
+    with stopwatch() as elapsed:
+        result = subprocess.run(command, cwd=DBT_DIR, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}{result.stderr[-3000:]}")
+    timing.wall_s += elapsed[0]
+    for node in json.loads((target / "run_results.json").read_text())["results"]:
+        name = node["unique_id"].split(".")[-1]
+        timing.nodes[name] = node["execution_time"]
+        timing.sql_s += node["execution_time"]
+
+
+def build_with_dbt(dataset: Dataset, work: Path) -> tuple[DbtTiming, int]:
+    data_dir = dataset.data_dir.resolve()
+    warehouse = data_dir / "warehouse.duckdb"
+    env = {
+        **os.environ,
+        "STRAT_LLM_DATA": str(data_dir),
+        "STRAT_LLM_WAREHOUSE": str(warehouse),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_LOG_PATH": str(work / "dbt_logs"),
+    }
+    # A private target folder: others may run dbt in the project at the same time.
+    target = work / "dbt_target"
+    timing = DbtTiming()
+    dbt(["seed"], env, timing, target)
+    dbt(["run", "--select", "+pit_snapshots"], env, timing, target)
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        snapshots = connection.sql("select count(*) from pit_snapshots").fetchall()[0][0]
+    return timing, snapshots
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The naive pandas loop
+# --------------------------------------------------------------------------------------------
+
+PRICE_COLUMNS = ["date", "open", "high", "low", "close", "volume"]
+NEWS_COLUMNS = ["published_at", "news_id", "headline", "source"]
+
+
+def read_raw(data_dir: Path, table: str, columns: list[str]) -> pd.DataFrame:
+    return pd.read_parquet(data_dir / "raw" / MARKET / f"{table}.parquet", columns=columns)
+
+
+def load_inputs(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[date]]:
+    prices = read_raw(data_dir, "prices", ["ticker", *PRICE_COLUMNS, "adj_factor"])
+    prices["date"] = pd.to_datetime(prices["date"])
+    for column in ["open", "high", "low", "close"]:
+        prices[column] = prices[column] * prices["adj_factor"]
+    prices = prices.sort_values(["ticker", "date"], ignore_index=True)
+    news = read_raw(data_dir, "news", ["ticker", *NEWS_COLUMNS])
+    reports = read_raw(data_dir, "reports", ["ticker", "report_id", "fiscal_year", "published_at"])
+    calendar = read_raw(data_dir, "sessions", ["session_date"])["session_date"].sort_values()
+    days = list(calendar)
+    first, last = prices["date"].min().date(), prices["date"].max().date()
+    pairs = zip(days[1:], days[:-1], strict=True)
+    decisions = [day for day, before in pairs if day > first and before <= last]
+    return prices, news, reports, decisions
+
+
+def price_features(visible: pd.DataFrame, pit: PitVars) -> pd.DataFrame:
+    """Last close, returns, moving averages and 20-session volatility per ticker, with the
+    same minimum-history rules as int_price_features."""
+    sessions_seen = visible.groupby("ticker").size()
+    window = visible.groupby("ticker").tail(21).copy()
+    closes = window.groupby("ticker")["close"]
+    window["ret_1d"] = closes.pct_change()
+    window["lag_5"] = closes.shift(5)
+    window["lag_20"] = closes.shift(20)
+    last = window.groupby("ticker").tail(1).set_index("ticker")
+    features = pd.DataFrame(
+        {
+            "last_close": last["close"],
+            "ret_1d": last["ret_1d"],
+            "ret_5d": last["close"] / last["lag_5"] - 1,
+            "ret_20d": last["close"] / last["lag_20"] - 1,
+            "ma_5": window.groupby("ticker").tail(5).groupby("ticker")["close"].mean(),
+            "ma_20": window.groupby("ticker").tail(20).groupby("ticker")["close"].mean(),
+            "volatility_20d": window.groupby("ticker").tail(20).groupby("ticker")["ret_1d"].std(),
+        }
+    )
+    features.loc[sessions_seen < 5, "ma_5"] = np.nan
+    features.loc[sessions_seen < 20, "ma_20"] = np.nan
+    features.loc[sessions_seen <= 20, "volatility_20d"] = np.nan
+    return features
+
+
+def price_lists(visible: pd.DataFrame, pit: PitVars) -> pd.DataFrame:
+    history = visible.groupby("ticker").tail(pit.price_sessions)
+    return history.groupby("ticker")[PRICE_COLUMNS].agg(list).add_prefix("ph_")
+
+
+def news_lists(news: pd.DataFrame, cutoff: pd.Timestamp, pit: PitVars) -> pd.DataFrame:
+    start = cutoff - pd.Timedelta(days=pit.lookback_days)
+    recent = news[(news["published_at"] < cutoff) & (news["published_at"] >= start)]
+    recent = recent.sort_values(["published_at", "news_id"], ascending=False)
+    newest = recent.groupby("ticker").head(pit.max_items)
+    return newest.groupby("ticker")[NEWS_COLUMNS].agg(list).add_prefix("news_")
+
+
+def latest_report(reports: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    known = reports[reports["published_at"] < cutoff]
+    known = known.sort_values(["fiscal_year", "published_at"])
+    return known.groupby("ticker").tail(1).set_index("ticker").add_prefix("report_")
+
+
+def naive_snapshot(
+    day: date,
+    prices: pd.DataFrame,
+    news: pd.DataFrame,
+    reports: pd.DataFrame,
+    pit: PitVars,
+) -> pd.DataFrame:
+    cutoff = cutoff_of(day, pit)
+    visible = prices[prices["date"] < pd.Timestamp(day)]
+    snapshot = price_features(visible, pit).join(price_lists(visible, pit))
+    snapshot = snapshot.join(news_lists(news, cutoff, pit)).join(latest_report(reports, cutoff))
+    for column in [f"news_{name}" for name in NEWS_COLUMNS]:
+        snapshot[column] = [items if isinstance(items, list) else [] for items in snapshot[column]]
+    snapshot.insert(0, "decision_date", day)
+    snapshot.insert(1, "information_cutoff", cutoff)
+    return snapshot.reset_index()
+
+
+def build_naive(data_dir: Path, out_dir: Path, pit: PitVars) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prices, news, reports, decisions = load_inputs(data_dir)
+    snapshots = 0
+    for index, day in enumerate(decisions, start=1):
+        snapshot = naive_snapshot(day, prices, news, reports, pit)
+        snapshot.to_parquet(out_dir / f"{day}.parquet", index=False)
+        snapshots += len(snapshot)
+        if index % 50 == 0 or index == len(decisions):
+            say(f"  naive: {index}/{len(decisions)} decision dates")
+    return snapshots
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Cross-check naive against pit_snapshots
+# --------------------------------------------------------------------------------------------
+
+FEATURES = ["last_close", "ret_1d", "ret_5d", "ret_20d", "ma_5", "ma_20", "volatility_20d"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One compared value: its column in the pit_snapshots view and in the naive view."""
+
+    pit: str
+    naive: str
+    numeric: bool = False
+
+    @property
+    def mismatch(self) -> str:
+        left, right = f"p.{self.pit}", f"n.{self.naive}"
+        if not self.numeric:
+            return f"{left} is distinct from {right}"
+        return (
+            f"case when {left} is null or {right} is null"
+            f" then ({left} is null) <> ({right} is null)"
+            f" else abs({left} - {right}) > 1e-9 * greatest(1, abs({right})) end"
+        )
+
+
+CHECKS: dict[str, Check] = {
+    "information_cutoff": Check("information_cutoff", "information_cutoff"),
+    "price_history dates": Check("ph_date", "ph_date"),
+    "price_history closes": Check("ph_close", "ph_close"),
+    "news ids": Check("news_ids", "news_news_id"),
+    "report id": Check("report_id", "report_report_id"),
+} | {f"feature {name}": Check(name, name, numeric=True) for name in FEATURES}
+
+
+def comparison_sql(naive_dir: Path) -> str:
+    """pit_snapshots and the naive snapshots side by side (a full outer join on the key)."""
+    features = ", ".join(f"features.{name} as {name}" for name in FEATURES)
+    return f"""
+        from (
+            select ticker, decision_date, information_cutoff,
+                list_transform(price_history, lambda x: x."date") as ph_date,
+                list_transform(price_history, lambda x: x.close) as ph_close,
+                {features},
+                list_transform(news, lambda x: x.news_id) as news_ids,
+                report.report_id as report_id
+            from pit_snapshots where market = '{MARKET}'
+        ) as p
+        full outer join (
+            select * replace (list_transform(ph_date, lambda x: x::date) as ph_date)
+            from read_parquet('{naive_dir}/*.parquet')
+        ) as n
+            on p.ticker = n.ticker and p.decision_date = n.decision_date
+    """
+
+
+def cross_check(warehouse: Path, naive_dir: Path) -> int:
+    """Compare every naive snapshot with pit_snapshots; print each kind of mismatch loudly,
+    with both sides of up to three examples. Returns the number of mismatches found."""
+    joined = comparison_sql(naive_dir)
+    conditions = {
+        "only in pit_snapshots": "n.ticker is null",
+        "only in naive": "p.ticker is null",
+    } | {name: check.mismatch for name, check in CHECKS.items()}
+    counts = ", ".join(f"count(*) filter (where {sql})" for sql in conditions.values())
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        totals = connection.sql(f"select {counts} {joined}").fetchall()[0]
+        found = dict(zip(conditions, totals, strict=True))
+        for name, count in found.items():
+            if not count:
+                continue
+            check = CHECKS.get(name, Check("ticker", "ticker"))
+            examples = connection.sql(
+                "select coalesce(p.ticker, n.ticker), coalesce(p.decision_date, n.decision_date),"
+                f" p.{check.pit}, n.{check.naive} {joined}"
+                f" where {conditions[name]} order by 2, 1 limit 3"
+            ).fetchall()
+            print(f"!!! MISMATCH {name}: {count} snapshots", flush=True)
+            for ticker, day, pit_value, naive_value in examples:
+                print(f"!!!   {ticker} {day}: pit_snapshots {pit_value!r}, naive {naive_value!r}")
+    if not any(found.values()):
+        say(f"  cross-check: all {len(CHECKS)} values agree in every snapshot")
+    return sum(found.values())
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    sessions: int
+    news_rows: int
+    snapshots: int
+    dbt: DbtTiming
+    naive_s: float | None
+    mismatches: int | None
+
+
+def run_size(n_sessions: int, work: Path, pit: PitVars, run_naive: bool) -> Result:
+    data_dir = work / f"sessions_{n_sessions}"
+    say(f"{n_sessions} sessions: generating raw Parquet in {data_dir}")
+    with stopwatch() as generation:
+        dataset = generate(data_dir, n_sessions, pit)
+    say(f"  generated in {generation[0]:.1f} s: {dataset.rows}")
+
+    say("  dbt seed + dbt run --select +pit_snapshots")
+    timing, snapshots = build_with_dbt(dataset, data_dir)
+    slowest = sorted(timing.nodes.items(), key=lambda item: -item[1])[:5]
+    say(f"  dbt: {timing.wall_s:.1f} s wall, {timing.sql_s:.1f} s SQL, {snapshots} snapshots")
+    say("  slowest nodes: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in slowest))
+
+    naive_s: float | None = None
+    mismatches: int | None = None
+    if run_naive:
+        say(f"  naive pandas loop over {len(dataset.decisions)} decision dates")
+        naive_dir = data_dir / "naive_snapshots"
+        with stopwatch() as naive:
+            naive_rows = build_naive(data_dir, naive_dir, pit)
+        naive_s = naive[0]
+        say(f"  naive: {naive_s:.1f} s, {naive_rows} snapshots")
+        mismatches = cross_check(data_dir / "warehouse.duckdb", naive_dir)
+    return Result(n_sessions, dataset.rows["news"], snapshots, timing, naive_s, mismatches)
+
+
+def rate(count: int, seconds: float | None) -> str:
+    return f"{count / seconds:,.0f}" if seconds else "-"
+
+
+def seconds(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
+def ratio(top: float | None, bottom: float) -> str:
+    return f"{top / bottom:.1f}x" if top is not None else "-"
+
+
+def report(results: list[Result]) -> None:
+    header = (
+        f"{'sessions':>8} {'news rows':>10} {'snapshots':>9} {'dbt s':>6} {'start-up s':>10}"
+        f" {'SQL s':>6} {'snap/s SQL':>10} {'naive s':>7} {'snap/s naive':>12}"
+        f" {'naive/SQL':>9} {'naive/dbt':>9} {'mismatches':>10}"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in results:
+        print(
+            f"{r.sessions:>8} {r.news_rows:>10,} {r.snapshots:>9,} {r.dbt.wall_s:>6.1f}"
+            f" {r.dbt.startup_s:>10.1f} {r.dbt.sql_s:>6.1f} {rate(r.snapshots, r.dbt.sql_s):>10}"
+            f" {seconds(r.naive_s):>7} {rate(r.snapshots, r.naive_s):>12}"
+            f" {ratio(r.naive_s, r.dbt.sql_s):>9} {ratio(r.naive_s, r.dbt.wall_s):>9}"
+            f" {'-' if r.mismatches is None else r.mismatches:>10}"
+        )
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        sessions_ratio = large.sessions / small.sessions
+        sql_ratio = large.dbt.sql_s / small.dbt.sql_s
+        verdict = "no faster than" if sql_ratio <= sessions_ratio else "FASTER than"
+        print(
+            f"\nSQL time {large.sessions}/{small.sessions}: {sql_ratio:.2f} against sessions"
+            f" {sessions_ratio:.2f}: grows {verdict} the number of sessions."
+        )
+        if large.naive_s and small.naive_s:
+            naive_ratio = large.naive_s / small.naive_s
+            print(f"naive time {large.sessions}/{small.sessions}: {naive_ratio:.2f}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="252,750", help="sessions per size, comma-separated")
+    parser.add_argument("--keep", type=Path, help="keep the generated data in this folder")
+    parser.add_argument(
+        "--skip-naive-above",
+        type=int,
+        help="skip the naive loop (and the cross-check) for sizes above this many sessions",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    pit = PitVars.from_project()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="pit_build_"))
+    work.mkdir(parents=True, exist_ok=True)
+    say(f"work folder {work}; vars {pit}")
+    limit = args.skip_naive_above
+    try:
+        results = [run_size(size, work, pit, limit is None or size <= limit) for size in sizes]
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report(results)
+    if any(result.mismatches for result in results):
+        sys.exit("!!! naive and pit_snapshots disagree: see the MISMATCH lines above")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The leakage gate as Dagster asset checks. Blocking: a failure stops every downstream asset
+of the same run (inference, backtest) from materializing."""
+
+import dagster as dg
+
+from dagster_project.ingest_assets import raw_asset_key
+from dagster_project.resources import DataDirResource
+from expectations.runner import GateReport, GateRunner, check_raw_file, run_gate
+from ingest.calendars import MARKETS
+
+PIT_SNAPSHOTS = dg.AssetKey("pit_snapshots")
+RAW_CHECK_NAME = "raw_contract"
+GATED_RAW_TABLES = ("universe", "prices", "benchmark", "news", "reports")
+
+
+def gate_metadata(report: GateReport) -> dict[str, dg.MetadataValue]:
+    failing = {outcome.expectation: outcome.unexpected_count for outcome in report.failures}
+    samples = "\n".join(
+        f"- **{outcome.expectation}**: "
+        + (
+            "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) for row in outcome.sample)
+            or f"observed {outcome.observed}"
+        )
+        for outcome in report.failures
+    )
+    return {
+        "expectations": dg.MetadataValue.int(len(report.outcomes)),
+        "failed_expectations": dg.MetadataValue.int(len(report.failures)),
+        "failing_rows": dg.MetadataValue.json(failing),
+        "failing_sample": dg.MetadataValue.md(samples or "none"),
+        "checked_rows": dg.MetadataValue.int(
+            max((outcome.checked_rows for outcome in report.outcomes), default=0)
+        ),
+    }
+
+
+@dg.asset_check(
+    asset=PIT_SNAPSHOTS,
+    blocking=True,
+    description="Leakage gate (Great Expectations): nothing in a snapshot is from on or after "
+    "its decision; keys unique; only the allowed columns.",
+)
+def pit_snapshots_leakage_gate(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    report = run_gate(data_dir.layout().warehouse)
+    return dg.AssetCheckResult(passed=report.passed, metadata=gate_metadata(report))
+
+
+@dg.asset_check(
+    asset=PIT_SNAPSHOTS,
+    blocking=False,
+    description="Warns when decision dates are not after a model's training cutoff "
+    "(memorisation risk); never blocks.",
+)
+def pit_snapshots_knowledge_cutoff(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    from expectations.runner import knowledge_cutoff_warnings
+
+    warnings = knowledge_cutoff_warnings(GateRunner(), data_dir.layout().warehouse)
+    return dg.AssetCheckResult(
+        passed=not warnings,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none")},
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            RAW_CHECK_NAME,
+            asset=raw_asset_key(market, table),
+            blocking=True,
+            description="Raw contract re-checked on the written Parquet (keys, prices, times).",
+        )
+        for market in MARKETS
+        for table in GATED_RAW_TABLES
+    ],
+    can_subset=True,
+)
+def raw_contract_checks(context: dg.AssetCheckExecutionContext, data_dir: DataDirResource):
+    layout = data_dir.layout()
+    runner = GateRunner()
+    for check_key in context.selected_asset_check_keys:
+        market, table = check_key.asset_key.path[1:]
+        path = layout.raw_file(market, table)
+        if not path.is_file():
+            yield dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=RAW_CHECK_NAME,
+                passed=False,
+                metadata={"missing": dg.MetadataValue.path(str(path))},
+            )
+            continue
+        report = GateReport(outcomes=check_raw_file(runner, table, path))
+        yield dg.AssetCheckResult(
+            asset_key=check_key.asset_key,
+            check_name=RAW_CHECK_NAME,
+            passed=report.passed,
+            metadata=gate_metadata(report),
+        )
+
+
+GATE_CHECKS = [pit_snapshots_leakage_gate, pit_snapshots_knowledge_cutoff, raw_contract_checks]
