@@ -114,6 +114,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from inference.prompts import Position, render_prompt
+    from inference.snapshots import SnapshotNotFound, load_snapshot
+    from ingest.layout import DataLayout
+
+    try:
+        snapshot = load_snapshot(
+            DataLayout.from_env().warehouse, args.market, args.ticker, date.fromisoformat(args.date)
+        )
+    except SnapshotNotFound as error:
+        print(f"strat-llm prompt: {error}", file=sys.stderr)
+        return 1
+    position = Position(args.exposure, args.unrealized_return)
+    rendered = render_prompt(
+        snapshot, args.mode, args.attitude, position, token_budget=args.token_budget
+    )
+    for message in rendered.messages:
+        print(f"===== {message['role']} =====")
+        print(message["content"])
+    print(
+        f"===== prompt {rendered.prompt_version}, mode {rendered.mode}, attitude "
+        f"{rendered.attitude or 'none'}, about {rendered.estimated_tokens} tokens, news "
+        f"{rendered.news_shown} shown / {rendered.news_omitted} left out ====="
+    )
+    return 0
+
+
 def build_window(layout, start: str | None, end: str | None):
     """The requested window, or the whole span of the ingested session calendars."""
     from datetime import date
@@ -179,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="run the leakage gate; exit 1 naming the expectation and rows if it fails"
     )
     check.set_defaults(handler=cmd_check)
+
+    from inference.attitudes import ATTITUDES
+    from inference.prompts import DEFAULT_TOKEN_BUDGET, MODES
+
+    prompt = commands.add_parser("prompt", help="print the exact messages for one snapshot")
+    prompt.add_argument("--market", choices=MARKETS, required=True)
+    prompt.add_argument("--ticker", required=True)
+    prompt.add_argument("--date", required=True, help="decision date, YYYY-MM-DD")
+    prompt.add_argument("--mode", choices=MODES, required=True)
+    prompt.add_argument("--attitude", choices=tuple(ATTITUDES))
+    prompt.add_argument("--exposure", type=float, default=0.0, help="current exposure, 0..1")
+    prompt.add_argument(
+        "--unrealized-return", type=float, help="return since entry, e.g. -0.06 (when invested)"
+    )
+    prompt.add_argument("--token-budget", type=int, default=DEFAULT_TOKEN_BUDGET)
+    prompt.set_defaults(handler=cmd_prompt)
     return parser
 
 

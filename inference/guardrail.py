@@ -1,0 +1,105 @@
+"""The Strict guardrail: enforced outside the model, a pure function of its inputs.
+
+In Strict mode a trade stands only when a rule allows it:
+- raising the exposure needs a cited strategy whose entry condition holds today;
+- lowering it needs a cited strategy whose exit condition holds today, or the attitude's
+  stop-loss being reached (then no rule is needed);
+- any cited rule must hold today on the side of the trade (a hold may cite none, or a rule
+  that fires on either side);
+- the target may not exceed the attitude's maximum exposure;
+- the action word must agree with the direction of the exposure change.
+Anything else is overridden to the previous exposure and marked `overridden` with the
+violation. An unparseable decision keeps the previous exposure and is `overridden` too: it
+did not demonstrably follow the rules, so it does not count toward fidelity.
+Free and Guided decisions pass through as `not_applicable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from inference.attitudes import Attitude
+from inference.prompts import Position
+
+GuardrailStatus = Literal["pass", "overridden", "not_applicable"]
+_TOLERANCE = 1e-9
+
+
+class DecisionLike(Protocol):
+    action: str | None
+    target_exposure: float | None
+    rule: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class GuardedDecision:
+    action: str  # the action that stands: buy | sell | hold
+    target_exposure: float
+    guardrail_status: GuardrailStatus
+    violation: str | None = None
+
+
+def _fires(signals: Mapping[str, bool], rule: str, side: str) -> bool:
+    return bool(signals.get(f"{rule.lower()}_{side}"))
+
+
+def _override(previous: float, violation: str) -> GuardedDecision:
+    return GuardedDecision("hold", previous, "overridden", violation)
+
+
+def _direction(previous: float, target: float) -> str:
+    if target > previous + _TOLERANCE:
+        return "buy"
+    if target < previous - _TOLERANCE:
+        return "sell"
+    return "hold"
+
+
+def apply_guardrail(
+    decision: DecisionLike,
+    mode: str,
+    signals: Mapping[str, bool],
+    position: Position,
+    attitude: Attitude | None,
+) -> GuardedDecision:
+    previous = position.exposure
+    if decision.status == "failed" or decision.action is None or decision.target_exposure is None:
+        status: GuardrailStatus = "overridden" if mode == "strict" else "not_applicable"
+        return GuardedDecision("hold", previous, status, "no parseable decision")
+    if mode != "strict":
+        return GuardedDecision(decision.action, decision.target_exposure, "not_applicable")
+
+    target, rule = decision.target_exposure, decision.rule
+    direction = _direction(previous, target)
+    if decision.action != direction:
+        return _override(
+            previous,
+            f"action {decision.action} but target {target:.2f} from {previous:.2f} is a "
+            f"{direction}",
+        )
+    if attitude is not None and target > attitude.max_exposure + _TOLERANCE:
+        return _override(
+            previous,
+            f"target {target:.2f} above the {attitude.name} maximum {attitude.max_exposure:.2f}",
+        )
+    if direction == "buy":
+        if rule is None:
+            return _override(previous, "buy without citing a rule")
+        if not _fires(signals, rule, "entry"):
+            return _override(previous, f"buy citing {rule}, whose entry condition does not hold")
+    elif direction == "sell":
+        stop_hit = (
+            attitude is not None
+            and position.unrealized_return is not None
+            and position.unrealized_return <= -attitude.stop_loss + _TOLERANCE
+        )
+        if rule is None and not stop_hit:
+            return _override(previous, "sell without an exit rule or a reached stop-loss")
+        if rule is not None and not _fires(signals, rule, "exit"):
+            return _override(previous, f"sell citing {rule}, whose exit condition does not hold")
+    elif rule is not None and not (_fires(signals, rule, "entry") or _fires(signals, rule, "exit")):
+        return _override(previous, f"hold citing {rule}, which does not fire today")
+    return GuardedDecision(direction, target, "pass")

@@ -1,0 +1,207 @@
+"""The Strict guardrail: every branch, and Free/Guided untouched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from inference.attitudes import ATTITUDES
+from inference.guardrail import apply_guardrail
+from inference.prompts import Position
+
+NEUTRAL = ATTITUDES["neutral"]  # max exposure 0.8, stop-loss 8 %
+SIGNALS = {
+    "s1_entry": True,
+    "s1_exit": False,
+    "s2_entry": False,
+    "s2_exit": True,
+    "s3_entry": False,
+    "s3_exit": False,
+    "s4_entry": False,
+    "s4_exit": False,
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str | None
+    target_exposure: float | None
+    rule: str | None = None
+    status: str = "ok"
+
+
+# (decision, position, attitude, expected action, expected exposure, status, violation part)
+CASES = {
+    "buy on a firing entry rule": (
+        Decision("buy", 0.6, "S1"),
+        Position(0.2),
+        NEUTRAL,
+        "buy",
+        0.6,
+        "pass",
+        None,
+    ),
+    "buy without a rule": (
+        Decision("buy", 0.6),
+        Position(0.2),
+        NEUTRAL,
+        "hold",
+        0.2,
+        "overridden",
+        "without citing",
+    ),
+    "buy citing a rule whose entry does not hold": (
+        Decision("buy", 0.6, "S2"),
+        Position(0.2),
+        NEUTRAL,
+        "hold",
+        0.2,
+        "overridden",
+        "S2, whose entry condition does not hold",
+    ),
+    "buy above the attitude's maximum": (
+        Decision("buy", 0.9, "S1"),
+        Position(0.2),
+        NEUTRAL,
+        "hold",
+        0.2,
+        "overridden",
+        "above the neutral maximum",
+    ),
+    "sell on a firing exit rule": (
+        Decision("sell", 0.0, "S2"),
+        Position(0.5),
+        NEUTRAL,
+        "sell",
+        0.0,
+        "pass",
+        None,
+    ),
+    "sell without a rule and no stop-loss": (
+        Decision("sell", 0.0),
+        Position(0.5, -0.02),
+        NEUTRAL,
+        "hold",
+        0.5,
+        "overridden",
+        "without an exit rule or a reached stop-loss",
+    ),
+    "sell on the stop-loss without a rule": (
+        Decision("sell", 0.0),
+        Position(0.5, -0.09),
+        NEUTRAL,
+        "sell",
+        0.0,
+        "pass",
+        None,
+    ),
+    "sell exactly at the stop-loss": (
+        Decision("sell", 0.2),
+        Position(0.5, -0.08),
+        NEUTRAL,
+        "sell",
+        0.2,
+        "pass",
+        None,
+    ),
+    "sell without attitude has no stop-loss": (
+        Decision("sell", 0.0),
+        Position(0.5, -0.5),
+        None,
+        "hold",
+        0.5,
+        "overridden",
+        "without an exit rule",
+    ),
+    "sell citing a rule that did not fire, even past the stop": (
+        Decision("sell", 0.0, "S1"),
+        Position(0.5, -0.2),
+        NEUTRAL,
+        "hold",
+        0.5,
+        "overridden",
+        "S1, whose exit condition does not hold",
+    ),
+    "hold without a rule": (
+        Decision("hold", 0.5),
+        Position(0.5),
+        NEUTRAL,
+        "hold",
+        0.5,
+        "pass",
+        None,
+    ),
+    "hold citing a firing rule": (
+        Decision("hold", 0.5, "S2"),
+        Position(0.5),
+        NEUTRAL,
+        "hold",
+        0.5,
+        "pass",
+        None,
+    ),
+    "hold citing a rule that fires on neither side": (
+        Decision("hold", 0.5, "S3"),
+        Position(0.5),
+        NEUTRAL,
+        "hold",
+        0.5,
+        "overridden",
+        "S3, which does not fire today",
+    ),
+    "hold that changes the exposure": (
+        Decision("hold", 0.9, "S1"),
+        Position(0.5),
+        None,
+        "hold",
+        0.5,
+        "overridden",
+        "action hold but target 0.90 from 0.50 is a buy",
+    ),
+    "buy that lowers the exposure": (
+        Decision("buy", 0.1, "S1"),
+        Position(0.5),
+        None,
+        "hold",
+        0.5,
+        "overridden",
+        "is a sell",
+    ),
+    "unparseable decision": (
+        Decision(None, None, status="failed"),
+        Position(0.3),
+        NEUTRAL,
+        "hold",
+        0.3,
+        "overridden",
+        "no parseable decision",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_strict_guardrail_branch(case: str):
+    decision, position, attitude, action, exposure, status, violation = CASES[case]
+    result = apply_guardrail(decision, "strict", SIGNALS, position, attitude)
+    assert (result.action, result.target_exposure, result.guardrail_status) == (
+        action,
+        exposure,
+        status,
+    )
+    if violation is None:
+        assert result.violation is None
+    else:
+        assert violation in result.violation
+
+
+@pytest.mark.parametrize("mode", ["free", "guided"])
+def test_free_and_guided_are_not_applicable(mode: str):
+    result = apply_guardrail(Decision("buy", 1.0), mode, SIGNALS, Position(0.0), NEUTRAL)
+    assert (result.action, result.target_exposure, result.guardrail_status) == (
+        "buy",
+        1.0,
+        "not_applicable",
+    )
+    failed = apply_guardrail(Decision(None, None, status="failed"), mode, {}, Position(0.4), None)
+    assert (failed.target_exposure, failed.guardrail_status) == (0.4, "not_applicable")
