@@ -114,6 +114,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from dagster_project.runner import infer
+    from inference.experiments import ExperimentError, load_experiment
+
+    try:
+        load_experiment(args.experiments).arm(args.arm, args.base_url)
+    except ExperimentError as error:
+        print(f"strat-llm infer: {error}", file=sys.stderr)
+        return 1
+    config: dict[str, object] = {"markets": args.market or list(MARKETS)}
+    for name in ("base_url", "concurrency", "experiments", "token_budget"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if end < start:
+        print(f"strat-llm infer: --end {end} is before --start {start}", file=sys.stderr)
+        return 1
+    print(infer(args.arm, start, end, config))
+    return 0
+
+
 def cmd_prompt(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -212,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.attitudes import ATTITUDES
     from inference.prompts import DEFAULT_TOKEN_BUDGET, MODES
 
+    infer = commands.add_parser("infer", help="decisions of one arm over a date range")
+    infer.add_argument("--arm", required=True, help="<model>__<mode>[__<attitude>][__r<n>]")
+    infer.add_argument("--start", required=True, help="first decision date, YYYY-MM-DD")
+    infer.add_argument("--end", required=True, help="last decision date, YYYY-MM-DD")
+    infer.add_argument(
+        "--base-url", help="OpenAI-compatible server; an unconfigured model is its model id"
+    )
+    infer.add_argument("--concurrency", type=int, help="requests in flight (overrides config)")
+    infer.add_argument(
+        "--market", choices=MARKETS, action="append", help="only this market (repeatable)"
+    )
+    infer.add_argument("--experiments", help="experiments YAML (default experiments/default.yaml)")
+    infer.add_argument("--token-budget", type=int, help="prompt budget in estimated tokens")
+    infer.set_defaults(handler=cmd_infer)
+
     prompt = commands.add_parser("prompt", help="print the exact messages for one snapshot")
     prompt.add_argument("--market", choices=MARKETS, required=True)
     prompt.add_argument("--ticker", required=True)
@@ -227,7 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_environment() -> None:
+    """Offline by default: no telemetry; Dagster's beta notices are not for CLI users."""
+    import warnings
+
+    for name, value in (
+        ("DAGSTER_DISABLE_TELEMETRY", "1"),
+        ("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"),
+        ("GX_ANALYTICS_ENABLED", "false"),
+    ):
+        os.environ.setdefault(name, value)
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_environment()
     args = build_parser().parse_args(argv)
     _set_locations(args.data_dir, args.warehouse)
     from dagster_project.runner import PipelineError

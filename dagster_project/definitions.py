@@ -3,13 +3,14 @@
 import dagster as dg
 
 from dagster_project.checks import GATE_CHECKS
+from dagster_project.inference_assets import llm_decisions
 from dagster_project.ingest_assets import raw_tables
 from dagster_project.resources import all_resources
 from dagster_project.schedules import pit_daily_job, pit_daily_schedule
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 
 defs = dg.Definitions(
-    assets=[raw_tables, warehouse_dbt_assets],
+    assets=[raw_tables, warehouse_dbt_assets, llm_decisions],
     asset_checks=GATE_CHECKS,
     jobs=[pit_daily_job],
     schedules=[pit_daily_schedule],

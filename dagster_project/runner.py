@@ -103,15 +103,21 @@ def gate_summary(result: dg.ExecuteInProcessResult) -> tuple[bool, str]:
     return passed, "\n".join(lines)
 
 
-def _gated_run(assets: Sequence[Any], selection: Any, tags: dict[str, str] | None = None):
+def _gated_run(
+    assets: Sequence[Any],
+    selection: Any,
+    tags: dict[str, str] | None = None,
+    ops: dict[str, Any] | None = None,
+    instance: dg.DagsterInstance | None = None,
+):
     from dagster_project.resources import all_resources
 
     result = dg.materialize(
         assets,
         selection=selection,
-        run_config=quiet_run_config(),
+        run_config=quiet_run_config(ops),
         resources=all_resources(),
-        instance=_instance(),
+        instance=instance or _instance(),
         tags=tags,
         raise_on_error=False,
     )
@@ -161,3 +167,35 @@ def build_warehouse(start: date, end: date) -> str:
             counts[key] = materialization.metadata["dagster/row_count"].value
     lines = [f"  {key}: {rows} rows" for key, rows in counts.items()]
     return "tables after the build:\n" + "\n".join(lines) + "\nleakage gate:\n" + report
+
+
+def infer(arm: str, start: date, end: date, config: dict[str, Any]) -> str:
+    """Decisions of one arm over start..end in one gated run (one batch for the backend)."""
+    from dagster_project.checks import pit_snapshots_leakage_gate
+    from dagster_project.inference_assets import ARM_PARTITIONS, llm_decisions
+    from dagster_project.warehouse_assets import warehouse_dbt_assets
+
+    instance = _instance()
+    instance.add_dynamic_partitions(ARM_PARTITIONS.name, [arm])
+    result, report = _gated_run(
+        [warehouse_dbt_assets, pit_snapshots_leakage_gate, llm_decisions],
+        dg.AssetSelection.assets(llm_decisions)
+        | dg.AssetSelection.checks(pit_snapshots_leakage_gate),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{arm}|{start.isoformat()}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{arm}|{end.isoformat()}",
+        },
+        ops={"llm_decisions": {"config": config}},
+        instance=instance,
+    )
+    [materialization, *_] = [
+        event.materialization
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == llm_decisions.key
+    ]
+    counts = {key: value.value for key, value in materialization.metadata.items()}
+    return (
+        f"{arm}: {counts['decisions']} decisions in {counts['files']} files; "
+        f"{counts['cache_hits']} cached, {counts['calls']} calls, {counts['failures']} failed "
+        f"calls, {counts['parse_failures']} unparseable, {counts['overridden']} overridden"
+    )

@@ -1,13 +1,15 @@
 """The Strict guardrail: enforced outside the model, a pure function of its inputs.
 
+Prompts do not show the position (so every decision date is independent and batchable), so
+the answer is read against the previous exposure: "buy" raises the exposure to the target
+(never lowers it), "sell" lowers it to the target (never raises it), "hold" keeps it.
+
 In Strict mode a trade stands only when a rule allows it:
 - raising the exposure needs a cited strategy whose entry condition holds today;
 - lowering it needs a cited strategy whose exit condition holds today, or the attitude's
   stop-loss being reached (then no rule is needed);
-- any cited rule must hold today on the side of the trade (a hold may cite none, or a rule
-  that fires on either side);
-- the target may not exceed the attitude's maximum exposure;
-- the action word must agree with the direction of the exposure change.
+- a cited rule must hold today on the side of the action (for a hold, on either side);
+- the target may not exceed the attitude's maximum exposure.
 Anything else is overridden to the previous exposure and marked `overridden` with the
 violation. An unparseable decision keeps the previous exposure and is `overridden` too: it
 did not demonstrably follow the rules, so it does not count toward fidelity.
@@ -50,12 +52,13 @@ def _override(previous: float, violation: str) -> GuardedDecision:
     return GuardedDecision("hold", previous, "overridden", violation)
 
 
-def _direction(previous: float, target: float) -> str:
-    if target > previous + _TOLERANCE:
-        return "buy"
-    if target < previous - _TOLERANCE:
-        return "sell"
-    return "hold"
+def standing_exposure(action: str, target: float, previous: float) -> float:
+    """The exposure an answer leads to from the previous one (the same in every mode)."""
+    if action == "buy":
+        return max(previous, target)
+    if action == "sell":
+        return min(previous, target)
+    return previous
 
 
 def apply_guardrail(
@@ -69,37 +72,32 @@ def apply_guardrail(
     if decision.status == "failed" or decision.action is None or decision.target_exposure is None:
         status: GuardrailStatus = "overridden" if mode == "strict" else "not_applicable"
         return GuardedDecision("hold", previous, status, "no parseable decision")
+    action, rule = decision.action, decision.rule
+    exposure = standing_exposure(action, decision.target_exposure, previous)
     if mode != "strict":
-        return GuardedDecision(decision.action, decision.target_exposure, "not_applicable")
+        return GuardedDecision(action, exposure, "not_applicable")
 
-    target, rule = decision.target_exposure, decision.rule
-    direction = _direction(previous, target)
-    if decision.action != direction:
+    if attitude is not None and exposure > attitude.max_exposure + _TOLERANCE:
         return _override(
             previous,
-            f"action {decision.action} but target {target:.2f} from {previous:.2f} is a "
-            f"{direction}",
+            f"target {exposure:.2f} above the {attitude.name} maximum {attitude.max_exposure:.2f}",
         )
-    if attitude is not None and target > attitude.max_exposure + _TOLERANCE:
-        return _override(
-            previous,
-            f"target {target:.2f} above the {attitude.name} maximum {attitude.max_exposure:.2f}",
-        )
-    if direction == "buy":
-        if rule is None:
+    raises, lowers = exposure > previous + _TOLERANCE, exposure < previous - _TOLERANCE
+    if action == "buy":
+        if rule is None and raises:
             return _override(previous, "buy without citing a rule")
-        if not _fires(signals, rule, "entry"):
+        if rule is not None and not _fires(signals, rule, "entry"):
             return _override(previous, f"buy citing {rule}, whose entry condition does not hold")
-    elif direction == "sell":
+    elif action == "sell":
         stop_hit = (
             attitude is not None
             and position.unrealized_return is not None
             and position.unrealized_return <= -attitude.stop_loss + _TOLERANCE
         )
-        if rule is None and not stop_hit:
+        if rule is None and lowers and not stop_hit:
             return _override(previous, "sell without an exit rule or a reached stop-loss")
         if rule is not None and not _fires(signals, rule, "exit"):
             return _override(previous, f"sell citing {rule}, whose exit condition does not hold")
     elif rule is not None and not (_fires(signals, rule, "entry") or _fires(signals, rule, "exit")):
         return _override(previous, f"hold citing {rule}, which does not fire today")
-    return GuardedDecision(direction, target, "pass")
+    return GuardedDecision(action, exposure, "pass")

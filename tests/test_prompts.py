@@ -105,12 +105,14 @@ def _text(rendered) -> str:
 @pytest.mark.parametrize(
     ("mode", "attitude", "position"),
     [
-        ("free", None, Position()),
+        ("free", None, None),
         ("guided", "neutral", Position(0.4, 0.02)),
         ("strict", "conservative", Position(0.5, -0.06)),
     ],
 )
-def test_rendered_prompt_matches_golden_file(mode: str, attitude: str | None, position: Position):
+def test_rendered_prompt_matches_golden_file(
+    mode: str, attitude: str | None, position: Position | None
+):
     rendered = render_prompt(_snapshot(), mode, attitude, position)
     golden = GOLDEN / f"prompt_{PROMPT_VERSION}_{mode}.txt"
     if os.environ.get("UPDATE_GOLDEN"):

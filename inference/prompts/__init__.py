@@ -224,11 +224,14 @@ def render_prompt(
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     version: str = PROMPT_VERSION,
 ) -> RenderedPrompt:
-    """Messages for one snapshot; news is newest first and trimmed from the oldest to fit."""
+    """Messages for one snapshot; news is newest first and trimmed from the oldest to fit.
+
+    Without a position the prompt depends on the snapshot alone, so every decision date of an
+    arm is independent and a whole backfill can go to the server as one batch; the engine
+    applies the previous exposure and the stop-loss afterwards (inference.guardrail)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     chosen = get_attitude(attitude)
-    position = position or Position()
     system = _system_message(mode, snapshot["market"], chosen, version)
     news = list(snapshot.get("news") or [])
     omitted = 0

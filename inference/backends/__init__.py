@@ -1,0 +1,1 @@
+"""Backends turn ChatRequests into Responses: openai, batch-file, transformers, reference."""

@@ -1,0 +1,41 @@
+"""What every backend returns, and the protocol it implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from inference.requests import ChatRequest
+
+
+@dataclass(frozen=True)
+class Response:
+    """One request's outcome: the model's text, or a recorded failure (error set, text None)."""
+
+    request_hash: str
+    backend: str
+    text: str | None
+    reasoning: str | None = None  # reasoning trace (vLLM reasoning_content, <think> blocks)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    latency_ms: float | None = None
+    finish_reason: str | None = None
+    attempts: int = 1
+    error: str | None = None  # why no usable text came back after all retries
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Response:
+        return cls(**values)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, requests: Sequence[ChatRequest]) -> AsyncIterator[Response]:
+        """Yield one Response per request, in completion order, as each completes."""
+        ...

@@ -1,0 +1,102 @@
+"""Deterministic rule agents, one per mode: the offline default and a reference, NOT an LLM.
+
+They answer in the same JSON as a model, so their output goes through the same parser and
+guardrail. Confidence carries a small jitter seeded by (replicate, market, ticker, date) so
+replicates differ reproducibly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inference.attitudes import Attitude
+from inference.backends.base import Response
+from inference.requests import ChatRequest
+from inference.strategies import RULE_IDS
+
+NAME = "reference"
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """What a rule agent reads instead of the messages: the snapshot and the arm's settings."""
+
+    snapshot: Mapping[str, Any]
+    mode: str
+    attitude: Attitude | None
+    replicate: int = 0
+
+
+def _jitter(context: DecisionContext) -> float:
+    s = context.snapshot
+    key = f"{context.replicate}|{s['market']}|{s['ticker']}|{s['decision_date']}"
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF * 0.1 - 0.05
+
+
+def _firing(signals: Mapping[str, bool], side: str) -> list[str]:
+    return [rule for rule in RULE_IDS if signals.get(f"{rule.lower()}_{side}")]
+
+
+def _answer(action: str, exposure: float, confidence: float, rule: str | None, reason: str):
+    return {
+        "action": action,
+        "target_exposure": round(min(max(exposure, 0.0), 1.0), 4),
+        "confidence": round(min(max(confidence, 0.0), 1.0), 4),
+        "rule": rule,
+        "reason": f"[reference rule agent, not an LLM] {reason}",
+    }
+
+
+def decide(context: DecisionContext) -> dict[str, Any]:
+    features = context.snapshot.get("features") or {}
+    signals = context.snapshot.get("signals") or {}
+    ceiling = context.attitude.max_exposure if context.attitude else 1.0
+    jitter = _jitter(context)
+    if context.mode == "free":
+        # Trend judgement from returns alone: more momentum, more exposure.
+        momentum = (features.get("ret_20d") or 0.0) + 0.5 * (features.get("ret_5d") or 0.0)
+        exposure = min(max(0.5 + 4.0 * momentum, 0.0), ceiling)
+        action = "buy" if exposure >= 0.5 else "sell"
+        confidence = 0.5 + min(abs(momentum) * 3.0, 0.4) + jitter
+        return _answer(action, exposure, confidence, None, f"20/5-session momentum {momentum:+.3f}")
+    entries, exits = _firing(signals, "entry"), _firing(signals, "exit")
+    if context.mode == "guided":
+        # Follow the trend rule, size up on a breakout, step aside when the trend exits.
+        if "S2" in exits and "S1" not in entries:
+            return _answer("sell", 0.0, 0.7 + jitter, "S2", "trend exit")
+        if entries:
+            exposure = ceiling if "S1" in entries else 0.7 * ceiling
+            return _answer(
+                "buy",
+                exposure,
+                0.6 + 0.1 * len(entries) + jitter,
+                entries[0],
+                f"entries {','.join(entries)}",
+            )
+        return _answer("hold", 0.5 * ceiling, 0.5 + jitter, None, "no rule fires")
+    # strict: trade only on a firing rule, and cite it.
+    if entries:
+        return _answer("buy", ceiling, 0.6 + jitter, entries[0], f"entry {entries[0]} fires")
+    if exits:
+        return _answer("sell", 0.0, 0.6 + jitter, exits[0], f"exit {exits[0]} fires")
+    return _answer("hold", 0.0, 0.5 + jitter, None, "no rule fires")
+
+
+class ReferenceBackend:
+    name = NAME
+
+    def __init__(self, contexts: Mapping[str, DecisionContext]) -> None:
+        self._contexts = contexts
+
+    async def run(self, requests: Sequence[ChatRequest]) -> AsyncIterator[Response]:
+        for request in requests:
+            context = self._contexts.get(request.hash)
+            if context is None:
+                yield Response(request.hash, NAME, None, error="no decision context for request")
+                continue
+            text = json.dumps(decide(context))
+            yield Response(request.hash, NAME, text, latency_ms=0.0, finish_reason="stop")

@@ -1,0 +1,73 @@
+"""Content-addressed response cache: one SQLite row per request hash, committed as it arrives.
+
+A killed run loses at most the responses still in flight; everything answered before the kill
+is read back on the rerun and never requested again. Only usable responses are kept: a failure
+is recorded in its decision row and retried by the next run. Requests are stored beside their
+responses for audit; neither ever holds an API key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from inference.backends.base import Response
+from inference.requests import ChatRequest
+
+_SCHEMA = """
+create table if not exists responses (
+    request_hash text primary key,
+    request_json text not null,
+    response_json text not null
+)
+"""
+_LOOKUP_BATCH = 900  # under SQLite's default limit of host parameters
+
+
+class ResponseCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._connection.execute("pragma journal_mode=wal")
+        self._connection.execute("pragma synchronous=normal")
+        self._connection.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def get_many(self, hashes: Iterable[str]) -> dict[str, Response]:
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, Response] = {}
+        for start in range(0, len(wanted), _LOOKUP_BATCH):
+            chunk = wanted[start : start + _LOOKUP_BATCH]
+            rows = self._connection.execute(
+                "select request_hash, response_json from responses where request_hash in "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            for request_hash, body in rows:
+                found[request_hash] = Response.from_dict(json.loads(body))
+        return found
+
+    def put(self, request: ChatRequest, response: Response) -> None:
+        if response.text is None:
+            raise ValueError(f"{response.request_hash}: failures are not cached ({response.error})")
+        if response.request_hash != request.hash:
+            raise ValueError("response does not answer this request")
+        self._connection.execute(
+            "insert or replace into responses values (?, ?, ?)",
+            (request.hash, request.canonical(), json.dumps(response.to_dict())),
+        )
+
+    def __len__(self) -> int:
+        [(count,)] = self._connection.execute("select count(*) from responses").fetchall()
+        return count

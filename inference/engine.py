@@ -1,0 +1,340 @@
+"""Decisions for one arm over a range of decision dates, exactly once, resumable.
+
+Phase A sends every snapshot of the range to the backend as one batch (prompts hold no
+position, so dates are independent), looking each request up in the cache first and storing
+each response the moment it arrives. Phase B is cheap and sequential per ticker: parse, apply
+the previous exposure and the Strict guardrail, and write one Parquet file per decision date
+(DESIGN §7 columns) by temp file and rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from inference.attitudes import get_attitude
+from inference.backends.base import Backend, Response
+from inference.backends.reference import DecisionContext, ReferenceBackend
+from inference.cache import ResponseCache
+from inference.experiments import Arm
+from inference.guardrail import apply_guardrail
+from inference.parsing import parse_decision
+from inference.prompts import DEFAULT_TOKEN_BUDGET, Position, render_prompt
+from inference.requests import ChatRequest
+
+LLM_DECISIONS_SCHEMA = pa.schema(
+    [
+        ("arm", pa.string()),
+        ("model", pa.string()),
+        ("mode", pa.string()),
+        ("attitude", pa.string()),
+        ("replicate", pa.int64()),
+        ("market", pa.string()),
+        ("ticker", pa.string()),
+        ("decision_date", pa.date32()),
+        ("request_hash", pa.string()),
+        ("action", pa.string()),  # the action that stands (after parsing and the guardrail)
+        ("target_exposure", pa.float64()),  # the exposure that stands from the next open
+        ("confidence", pa.float64()),
+        ("rule", pa.string()),
+        ("reason", pa.string()),
+        ("parse_status", pa.string()),
+        ("guardrail_status", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("reasoning_tokens", pa.int64()),
+        ("latency_ms", pa.float64()),
+        ("cached", pa.bool_()),
+        ("backend", pa.string()),
+        ("raw_response", pa.string()),
+        # Beyond DESIGN §7: what the model proposed and why it did not stand.
+        ("prompt_version", pa.string()),
+        ("proposed_action", pa.string()),
+        ("proposed_target_exposure", pa.float64()),
+        ("previous_exposure", pa.float64()),
+        ("entry_close", pa.float64()),  # last close before the position was opened
+        ("parse_error", pa.string()),
+        ("violation", pa.string()),
+        ("reasoning", pa.string()),
+        ("is_llm", pa.bool_()),
+    ]
+)
+
+
+@dataclass
+class PositionState:
+    exposure: float = 0.0
+    entry_close: float | None = None
+
+
+@dataclass
+class RunSummary:
+    arm: str
+    decisions: int = 0
+    cache_hits: int = 0
+    calls: int = 0
+    failures: int = 0
+    parse_failures: int = 0
+    overridden: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def landing_file(data_dir: Path, arm: str, decision_date: date) -> Path:
+    return (
+        data_dir
+        / "landing"
+        / "llm_decisions"
+        / f"arm={arm}"
+        / f"date={decision_date.isoformat()}.parquet"
+    )
+
+
+def load_snapshots(
+    warehouse: Path, start: date, end: date, markets: Sequence[str]
+) -> list[dict[str, Any]]:
+    if not warehouse.is_file():
+        raise FileNotFoundError(f"{warehouse}: no warehouse; run `strat-llm build` first")
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        cursor = connection.execute(
+            "select * from pit_snapshots where decision_date between ? and ? and market in "
+            f"({','.join('?' * len(markets))}) order by decision_date, market, ticker",
+            [start, end, *markets],
+        )
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def build_request(arm: Arm, snapshot: dict[str, Any], token_budget: int) -> ChatRequest:
+    rendered = render_prompt(snapshot, arm.mode, arm.attitude, None, token_budget=token_budget)
+    return ChatRequest.build(
+        arm.model.model_id,
+        rendered.messages,
+        dict(arm.model.sampling),
+        prompt_version=rendered.prompt_version,
+        replicate=arm.replicate,
+        output_format=arm.model.output_format,  # type: ignore[arg-type]
+        reasoning=arm.model.reasoning,
+    )
+
+
+def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
+    backend = arm.model.backend
+    if backend == "reference":
+        return ReferenceBackend(contexts)
+    if backend == "openai":
+        from inference.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(
+            base_urls=list(arm.model.base_urls),
+            api_key_env=arm.model.api_key_env,
+            concurrency=arm.model.concurrency,
+            timeout_s=arm.model.timeout_s,
+        )
+    raise ValueError(f"arm {arm.slug}: backend {backend!r} cannot answer requests directly")
+
+
+async def _collect(
+    requests: list[ChatRequest],
+    backend: Backend,
+    cache: ResponseCache,
+    progress: Callable[[int], None],
+) -> dict[str, Response]:
+    by_hash = {request.hash: request for request in requests}
+    answered: dict[str, Response] = {}
+    async for response in backend.run(list(by_hash.values())):
+        if response.text is not None:
+            cache.put(by_hash[response.request_hash], response)
+        answered[response.request_hash] = response
+        progress(1)
+    return answered
+
+
+def _previous_state(data_dir: Path, arm: str, before: date) -> dict[tuple[str, str], PositionState]:
+    """Positions after the arm's latest decision date before `before` (flat when none)."""
+    folder = data_dir / "landing" / "llm_decisions" / f"arm={arm}"
+    earlier = sorted(
+        path
+        for path in folder.glob("date=*.parquet")
+        if date.fromisoformat(path.stem.removeprefix("date=")) < before
+    )
+    if not earlier:
+        return {}
+    table = pq.read_table(
+        earlier[-1], columns=["market", "ticker", "target_exposure", "entry_close"]
+    )
+    return {
+        (row["market"], row["ticker"]): PositionState(row["target_exposure"], row["entry_close"])
+        for row in table.to_pylist()
+    }
+
+
+def _progress_bar(total: int, label: str) -> Callable[[int], None]:
+    if total == 0 or not sys.stderr.isatty() and not os.environ.get("STRAT_LLM_PROGRESS"):
+        return lambda _n: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="req", file=sys.stderr)
+    return bar.update
+
+
+def decision_row(
+    arm: Arm,
+    snapshot: dict[str, Any],
+    request: ChatRequest,
+    response: Response,
+    cached: bool,
+    state: PositionState,
+) -> tuple[dict[str, Any], PositionState]:
+    """Parse, apply the previous position and the guardrail; return the row and new state."""
+    if response.text is None:
+        parsed = None
+        parse_status, parse_error = "failed", f"no response: {response.error}"
+    else:
+        parsed = parse_decision(response.text, arm.mode)
+        parse_status, parse_error = parsed.status, parsed.error
+    attitude = get_attitude(arm.attitude)
+    last_close = (snapshot.get("features") or {}).get("last_close")
+    unrealized = (
+        last_close / state.entry_close - 1.0
+        if state.exposure > 0 and state.entry_close and last_close
+        else None
+    )
+    decision = parsed if parsed is not None else _FAILED
+    guarded = apply_guardrail(
+        decision,
+        arm.mode,
+        snapshot.get("signals") or {},
+        Position(state.exposure, unrealized),
+        attitude,
+    )
+    entry_close = state.entry_close
+    if guarded.target_exposure <= 0:
+        entry_close = None
+    elif state.exposure <= 0:
+        entry_close = last_close
+    row = {
+        "arm": arm.slug,
+        "model": arm.model.model_id,
+        "mode": arm.mode,
+        "attitude": arm.attitude,
+        "replicate": arm.replicate,
+        "market": snapshot["market"],
+        "ticker": snapshot["ticker"],
+        "decision_date": snapshot["decision_date"],
+        "request_hash": request.hash,
+        "action": guarded.action,
+        "target_exposure": guarded.target_exposure,
+        "confidence": getattr(parsed, "confidence", None),
+        "rule": getattr(parsed, "rule", None),
+        "reason": getattr(parsed, "reason", None),
+        "parse_status": parse_status,
+        "guardrail_status": guarded.guardrail_status,
+        "prompt_tokens": response.prompt_tokens,
+        "completion_tokens": response.completion_tokens,
+        "reasoning_tokens": response.reasoning_tokens,
+        "latency_ms": response.latency_ms,
+        "cached": cached,
+        "backend": response.backend,
+        "raw_response": response.text,
+        "prompt_version": request.prompt_version,
+        "proposed_action": getattr(parsed, "action", None),
+        "proposed_target_exposure": getattr(parsed, "target_exposure", None),
+        "previous_exposure": state.exposure,
+        "entry_close": entry_close,
+        "parse_error": parse_error,
+        "violation": guarded.violation,
+        "reasoning": response.reasoning,
+        "is_llm": arm.model.is_llm,
+    }
+    return row, PositionState(guarded.target_exposure, entry_close)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    action: None = None
+    target_exposure: None = None
+    rule: None = None
+    status: str = "failed"
+
+
+_FAILED = _Failed()
+
+
+def _write_partition(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(rows, schema=LLM_DECISIONS_SCHEMA), temporary)
+    os.replace(temporary, path)
+
+
+def run_arm(
+    arm: Arm,
+    dates: Sequence[date],
+    *,
+    data_dir: Path,
+    warehouse: Path,
+    cache_path: Path,
+    markets: Sequence[str] = ("us", "cn"),
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    backend: Backend | None = None,
+) -> RunSummary:
+    """Decide every snapshot of the arm's dates; one Parquet file per decision date."""
+    summary = RunSummary(arm=arm.slug)
+    if not dates:
+        return summary
+    wanted = set(dates)
+    snapshots = [
+        s
+        for s in load_snapshots(warehouse, min(dates), max(dates), markets)
+        if s["decision_date"] in wanted
+    ]
+    requests = [build_request(arm, snapshot, token_budget) for snapshot in snapshots]
+    contexts = {
+        request.hash: DecisionContext(snapshot, arm.mode, get_attitude(arm.attitude), arm.replicate)
+        for request, snapshot in zip(requests, snapshots, strict=True)
+    }
+    with ResponseCache(cache_path) as cache:
+        cached = cache.get_many(request.hash for request in requests)
+        missing = [request for request in requests if request.hash not in cached]
+        answered: dict[str, Response] = {}
+        if missing:
+            chosen = backend or make_backend(arm, contexts)
+            unique = len({request.hash for request in missing})
+            progress = _progress_bar(unique, arm.slug)
+            answered = asyncio.run(_collect(missing, chosen, cache, progress))
+    summary.cache_hits = len({r.hash for r in requests if r.hash in cached})
+    summary.calls = len(answered)
+    summary.failures = sum(1 for response in answered.values() if response.text is None)
+
+    state = _previous_state(data_dir, arm.slug, min(dates))
+    rows_by_date: dict[date, list[dict[str, Any]]] = {}
+    for request, snapshot in zip(requests, snapshots, strict=True):
+        response = cached.get(request.hash) or answered[request.hash]
+        key = (snapshot["market"], snapshot["ticker"])
+        row, state[key] = decision_row(
+            arm,
+            snapshot,
+            request,
+            response,
+            request.hash in cached,
+            state.get(key, PositionState()),
+        )
+        rows_by_date.setdefault(snapshot["decision_date"], []).append(row)
+    for decision_date, rows in sorted(rows_by_date.items()):
+        path = landing_file(data_dir, arm.slug, decision_date)
+        _write_partition(path, rows)
+        summary.files.append(path)
+        summary.decisions += len(rows)
+        summary.parse_failures += sum(row["parse_status"] == "failed" for row in rows)
+        summary.overridden += sum(row["guardrail_status"] == "overridden" for row in rows)
+    return summary

@@ -1,0 +1,220 @@
+"""Experiments config (YAML): models, modes, attitudes, replicates -> arms, validated."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inference.attitudes import ATTITUDES
+from inference.prompts import MODES
+
+EXPERIMENTS_ENV = "STRAT_LLM_EXPERIMENTS"
+DEFAULT_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "default.yaml"
+BACKENDS = ("openai", "batch-file", "transformers", "reference")
+_MODEL_FIELDS = {
+    "backend",
+    "model_id",
+    "base_urls",
+    "api_key_env",
+    "sampling",
+    "reasoning",
+    "output_format",
+    "concurrency",
+    "timeout_s",
+    "path",
+}
+_SAMPLING = {
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "min_p",
+}
+
+
+class ExperimentError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    key: str  # the model part of arm slugs
+    backend: str
+    model_id: str
+    base_urls: tuple[str, ...] = ()
+    api_key_env: str | None = "OPENAI_API_KEY"
+    sampling: tuple[tuple[str, Any], ...] = ()
+    reasoning: bool = False
+    output_format: str = "json_schema"
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    path: str | None = None  # transformers: a local model directory
+
+    @property
+    def is_llm(self) -> bool:
+        return self.backend != "reference"
+
+
+@dataclass(frozen=True)
+class Arm:
+    model: ModelConfig
+    mode: str
+    attitude: str | None = None
+    replicate: int = 0
+
+    @property
+    def slug(self) -> str:
+        parts = [self.model.key, self.mode]
+        if self.attitude:
+            parts.append(self.attitude)
+        if self.replicate:
+            parts.append(f"r{self.replicate}")
+        return "__".join(parts)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    source: str
+    models: dict[str, ModelConfig]
+    modes: tuple[str, ...]
+    attitudes: tuple[str | None, ...]
+    replicates: int
+    arms: tuple[Arm, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        arms = tuple(
+            Arm(model, mode, attitude, replicate)
+            for model in self.models.values()
+            for mode in self.modes
+            for attitude in self.attitudes
+            for replicate in range(self.replicates)
+        )
+        object.__setattr__(self, "arms", arms)
+
+    def arm(self, slug: str, base_url: str | None = None) -> Arm:
+        """The arm a slug names; an unconfigured model with --base-url is an openai model."""
+        parts = slug.split("__")
+        if len(parts) < 2:
+            raise ExperimentError(
+                f"arm {slug!r}: expected <model>__<mode>[__<attitude>][__r<replicate>]"
+            )
+        model_key, mode, rest = parts[0], parts[1], parts[2:]
+        replicate = 0
+        if rest and rest[-1].startswith("r") and rest[-1][1:].isdigit():
+            replicate = int(rest.pop()[1:])
+        attitude = rest.pop(0) if rest else None
+        if rest:
+            raise ExperimentError(f"arm {slug!r}: unexpected part(s) {'__'.join(rest)}")
+        _check_choice(f"arm {slug!r}: mode", mode, MODES)
+        if attitude is not None:
+            _check_choice(f"arm {slug!r}: attitude", attitude, tuple(ATTITUDES))
+        model = self.models.get(model_key)
+        if base_url:
+            model = ModelConfig(
+                key=model_key,
+                backend="openai",
+                model_id=model.model_id if model else model_key,
+                base_urls=(base_url,),
+                api_key_env=model.api_key_env if model else "OPENAI_API_KEY",
+                sampling=model.sampling if model else (("temperature", 0.0),),
+                reasoning=model.reasoning if model else False,
+                output_format=model.output_format if model else "json_schema",
+                concurrency=model.concurrency if model else 16,
+            )
+        if model is None:
+            raise ExperimentError(
+                f"arm {slug!r}: model {model_key!r} is not in {self.source} (configured: "
+                f"{', '.join(self.models)}); add it there or pass --base-url to use it as the "
+                "model id of an OpenAI-compatible server"
+            )
+        return Arm(model, mode, attitude, replicate)
+
+
+def _check_choice(what: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ExperimentError(f"{what} {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _model(source: str, key: str, raw: Any) -> ModelConfig:
+    where = f"{source}: models.{key}"
+    if "__" in key or not key:
+        raise ExperimentError(f"{where}: a model key may not be empty or contain '__'")
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{where}: expected a mapping of settings")
+    unknown = sorted(set(raw) - _MODEL_FIELDS)
+    if unknown:
+        raise ExperimentError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    backend = raw.get("backend")
+    _check_choice(f"{where}.backend", backend, BACKENDS)
+    sampling = raw.get("sampling") or {}
+    if not isinstance(sampling, dict) or set(sampling) - _SAMPLING:
+        raise ExperimentError(
+            f"{where}.sampling: expected a mapping of {', '.join(sorted(_SAMPLING))}"
+        )
+    base_urls = raw.get("base_urls") or []
+    if isinstance(base_urls, str):
+        base_urls = [base_urls]
+    if backend == "openai" and not base_urls:
+        raise ExperimentError(f"{where}: the openai backend needs base_urls")
+    if backend == "transformers" and not raw.get("path"):
+        raise ExperimentError(f"{where}: the transformers backend needs path (a model folder)")
+    output_format = raw.get("output_format", "json_schema")
+    _check_choice(f"{where}.output_format", output_format, ("json_schema", "prompt"))
+    concurrency = raw.get("concurrency", 16)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ExperimentError(f"{where}.concurrency: expected a positive integer")
+    return ModelConfig(
+        key=key,
+        backend=backend,
+        model_id=str(raw.get("model_id") or key),
+        base_urls=tuple(str(url) for url in base_urls),
+        api_key_env=raw.get("api_key_env", "OPENAI_API_KEY"),
+        sampling=tuple(sorted(sampling.items())),
+        reasoning=bool(raw.get("reasoning", False)),
+        output_format=output_format,
+        concurrency=concurrency,
+        timeout_s=float(raw.get("timeout_s", 120.0)),
+        path=raw.get("path"),
+    )
+
+
+def load_experiment(path: str | Path | None = None) -> Experiment:
+    chosen = Path(path or os.environ.get(EXPERIMENTS_ENV) or DEFAULT_EXPERIMENTS)
+    source = str(chosen)
+    if not chosen.is_file():
+        raise ExperimentError(f"{source}: no such experiments file")
+    try:
+        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ExperimentError(f"{source}: not valid YAML: {error}") from error
+    unknown = sorted(set(raw) - {"models", "modes", "attitudes", "replicates"})
+    if unknown:
+        raise ExperimentError(f"{source}: unknown section(s) {', '.join(unknown)}")
+    models_raw = raw.get("models") or {}
+    if not models_raw:
+        raise ExperimentError(f"{source}: no models")
+    modes = tuple(raw.get("modes") or MODES)
+    for mode in modes:
+        _check_choice(f"{source}: modes", mode, MODES)
+    attitudes = tuple(raw.get("attitudes") or [None])
+    for attitude in attitudes:
+        if attitude is not None:
+            _check_choice(f"{source}: attitudes", attitude, tuple(ATTITUDES))
+    replicates = raw.get("replicates", 1)
+    if not isinstance(replicates, int) or replicates < 1:
+        raise ExperimentError(f"{source}: replicates must be a positive integer")
+    return Experiment(
+        source=source,
+        models={key: _model(source, str(key), value) for key, value in models_raw.items()},
+        modes=modes,
+        attitudes=attitudes,
+        replicates=replicates,
+    )
