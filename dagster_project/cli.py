@@ -75,20 +75,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dagster_project.runner import build_warehouse
+    from dagster_project.runner import build_warehouse, infer
+    from inference.experiments import load_experiment
     from ingest.layout import DataLayout
     from ingest.load import session_span
 
     out = Path(args.out).expanduser().resolve()
     _set_locations(str(out), None)
+    experiment = load_experiment()
     print("Strat-LLM demo on the embedded SYNTHETIC sample market (offline)")
-    print("[1/2] ingest")
+    print("[1/3] ingest")
     print(_ingest(markets=None, config={"source": "sample"}))
     layout = DataLayout.from_env()
     start, end = session_span(layout)
-    print(f"[2/2] point-in-time warehouse for decision dates {start} .. {end} (dbt)")
+    print(f"[2/3] point-in-time warehouse for decision dates {start} .. {end} (dbt + gate)")
     print(build_warehouse(start, end))
+    print(f"[3/3] decisions of {len(experiment.arms)} arm(s) from {experiment.source}")
+    for arm in experiment.arms:
+        label = "" if arm.model.is_llm else " (reference rule agent, NOT an LLM)"
+        print(infer(arm.slug, start, end, {"markets": list(MARKETS)}) + label)
     print(f"warehouse: {layout.warehouse}")
+    print(f"decisions: {layout.data_dir / 'landing' / 'llm_decisions'}")
     return 0
 
 
