@@ -1,0 +1,154 @@
+"""The decision engine with the reference backend on the built sample: exactly once, resumable,
+partition by partition equal to one run, DESIGN §7 columns, gated in Dagster."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dagster_project.cli import main
+from inference.backends.reference import DecisionContext, decide
+from inference.engine import LLM_DECISIONS_SCHEMA, landing_file, run_arm
+from inference.experiments import load_experiment
+from inference.parsing import parse_decision
+from ingest.calendars import sessions
+from ingest.layout import DataLayout
+
+DESIGN_COLUMNS = [
+    "arm",
+    "model",
+    "mode",
+    "attitude",
+    "replicate",
+    "market",
+    "ticker",
+    "decision_date",
+    "request_hash",
+    "action",
+    "target_exposure",
+    "confidence",
+    "rule",
+    "reason",
+    "parse_status",
+    "guardrail_status",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "latency_ms",
+    "cached",
+    "backend",
+    "raw_response",
+]
+DAYS = sessions("us", "2025-03-03", "2025-03-14")
+
+
+def _run(layout: DataLayout, slug: str, days: list[date]):
+    arm = load_experiment().arm(slug)
+    return run_arm(
+        arm,
+        days,
+        data_dir=layout.data_dir,
+        warehouse=layout.warehouse,
+        cache_path=layout.data_dir / "cache" / "llm_responses.sqlite",
+    )
+
+
+def _decisions(layout: DataLayout, slug: str) -> pd.DataFrame:
+    pattern = layout.data_dir / "landing" / "llm_decisions" / f"arm={slug}" / "*.parquet"
+    return duckdb.sql(f"select * from '{pattern}' order by decision_date, market, ticker").df()
+
+
+def test_rows_have_the_design_columns_and_a_rerun_makes_no_calls(sample_copy: DataLayout):
+    first = _run(sample_copy, "reference__strict", DAYS)
+    assert first.calls == first.decisions > 0 and first.cache_hits == 0
+    assert len(first.files) == len(DAYS)
+    path = landing_file(sample_copy.data_dir, "reference__strict", DAYS[0])
+    assert path.is_file()
+    assert pq.read_schema(path).names[: len(DESIGN_COLUMNS)] == DESIGN_COLUMNS
+    assert pq.read_schema(path) == LLM_DECISIONS_SCHEMA
+    before = _decisions(sample_copy, "reference__strict")
+    again = _run(sample_copy, "reference__strict", DAYS)
+    assert again.calls == 0 and again.cache_hits == first.decisions
+    rows = _decisions(sample_copy, "reference__strict")
+    assert rows["cached"].all() and not before["cached"].any()
+    pd.testing.assert_frame_equal(rows.drop(columns="cached"), before.drop(columns="cached"))
+
+
+def test_partition_by_partition_equals_one_run(sample_copy: DataLayout):
+    _run(sample_copy, "reference__guided", DAYS)
+    whole = _decisions(sample_copy, "reference__guided")
+    for day in DAYS:  # again, one decision date at a time, positions carried on disk
+        _run(sample_copy, "reference__guided__r1", [day])
+    stepwise = _decisions(sample_copy, "reference__guided__r1")
+    columns = [
+        "market",
+        "ticker",
+        "decision_date",
+        "action",
+        "target_exposure",
+        "previous_exposure",
+    ]
+    pd.testing.assert_frame_equal(whole[columns], stepwise[columns])
+
+
+def test_strict_rows_obey_the_rules_they_cite(sample_copy: DataLayout):
+    _run(sample_copy, "reference__strict", DAYS)
+    rows = _decisions(sample_copy, "reference__strict")
+    assert set(rows["guardrail_status"]) <= {"pass", "overridden"}
+    assert rows["target_exposure"].between(0, 1).all()
+    raised = rows[rows["target_exposure"] > rows["previous_exposure"]]
+    assert raised["rule"].notna().all() and (raised["guardrail_status"] == "pass").all()
+    free = _run(sample_copy, "reference__free", DAYS[:2])
+    assert free.overridden == 0
+    assert set(_decisions(sample_copy, "reference__free")["guardrail_status"]) == {"not_applicable"}
+
+
+def test_reference_answers_parse_cleanly_and_say_they_are_not_llms(built_sample: DataLayout):
+    with duckdb.connect(str(built_sample.warehouse), read_only=True) as connection:
+        cursor = connection.execute("select * from pit_snapshots limit 50")
+        names = [column[0] for column in cursor.description]
+        snapshots = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for snapshot in snapshots:
+        for mode in ("free", "guided", "strict"):
+            answer = decide(DecisionContext(snapshot, mode, None))
+            parsed = parse_decision(json.dumps(answer), mode)
+            assert parsed.status == "ok", parsed.error
+            assert answer["reason"].startswith("[reference rule agent, not an LLM]")
+
+
+def test_cli_infer_runs_gated_and_names_bad_arms(sample_copy: DataLayout, capsys):
+    common = ["--data-dir", str(sample_copy.data_dir), "infer"]
+    assert (
+        main([*common, "--arm", "nobody__free", "--start", "2025-03-03", "--end", "2025-03-04"])
+        == 1
+    )
+    assert "model 'nobody' is not in" in capsys.readouterr().err
+    args = ["--arm", "reference__free", "--start", "2025-03-03", "--end", "2025-03-07"]
+    assert main([*common, *args, "--market", "cn"]) == 0
+    out = capsys.readouterr().out
+    assert "reference__free: 70 decisions in 5 files" in out
+    with duckdb.connect(str(sample_copy.warehouse)) as connection:
+        connection.execute(
+            "update pit_snapshots set max_price_date = decision_date"
+            " where decision_date = '2025-03-05' and market = 'cn'"
+        )
+    assert (
+        main(
+            [*common, "--arm", "reference__guided", "--start", "2025-03-03", "--end", "2025-03-07"]
+        )
+        == 1
+    )
+    assert "leakage gate failed" in capsys.readouterr().err
+    assert not landing_file(sample_copy.data_dir, "reference__guided", date(2025, 3, 3)).exists()
+
+
+@pytest.mark.parametrize("slug", ["reference__strict__conservative"])
+def test_attitude_caps_strict_exposure(sample_copy: DataLayout, slug: str):
+    _run(sample_copy, slug, DAYS)
+    rows = _decisions(sample_copy, slug)
+    assert rows["target_exposure"].max() <= 0.5
