@@ -648,6 +648,7 @@ def test_json_schema_matches_the_model():
 
 def test_json_schema_validates_with_jsonschema():
     import jsonschema  # installed with great-expectations (pinned in requirements.lock)
+
     validator = jsonschema.Draft202012Validator(DECISION_JSON_SCHEMA)
     assert validator.is_valid(json.loads(CLEAN_BUY))
     assert validator.is_valid(json.loads(CLEAN_HOLD))
