@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ACTIONS: tuple[str, ...] = ("buy", "sell", "hold")
 RULES: tuple[str, ...] = ("S1", "S2", "S3", "S4")
-# Alignment modes; inference.prompts defines the same tuple for rendering prompts.
+# The alignment modes (DESIGN §1); prompts, parsing and the guardrail all use this tuple.
 MODES: tuple[str, ...] = ("free", "guided", "strict")
 PARSE_STATUSES: tuple[str, ...] = ("ok", "repaired", "failed")
 REASON_MAX_CHARS = 2000

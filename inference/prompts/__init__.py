@@ -20,10 +20,12 @@ from typing import Any
 import jinja2
 
 from inference.attitudes import Attitude, get_attitude
+from inference.decision import MODES
 from inference.strategies import load_strategies
 
+__all__ = ["MODES", "PROMPT_VERSION", "Position", "RenderedPrompt", "render_prompt"]
+
 PROMPT_VERSION = "v1"
-MODES = ("free", "guided", "strict")
 DEFAULT_TOKEN_BUDGET = 3000
 MAX_HEADLINE_CHARS = 300
 MAX_SUMMARY_CHARS = 800
