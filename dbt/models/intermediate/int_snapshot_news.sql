@@ -1,70 +1,80 @@
--- The newest K news items per snapshot, published within L days before the cutoff.
--- Each item is assigned once to the first decision whose cutoff is after its publication
--- (ASOF), reduced to its K newest per ticker and decision, and then served to the decisions
--- of the next L+1 days: no range join of every item against every snapshot.
+-- The newest K news items per snapshot, published before its cutoff and within L days of it.
+-- Items are numbered once per ticker in publication order; the items visible at a cutoff are
+-- then a prefix of that order, so a snapshot needs only the position of its last visible item
+-- (one ASOF lookup) and the K positions before it: no range join of items against snapshots.
+-- Headlines join back only for the K items kept.
 {% set lookback_days = var('news_lookback_days') %}
 {% set max_items = var('news_max_items') %}
-with decision_points as (
-    select market, decision_date, information_cutoff from {{ ref('int_decision_points') }}
+with grid as (
+    select market, ticker, decision_date, information_cutoff
+    from {{ ref('int_snapshot_prices') }}
 ),
 
 news as (
-    select market, ticker, news_id, published_at, headline, news_source
+    select market, ticker, news_id, published_at
     from {{ ref('stg_raw__news') }}
     where {{ decision_window_with_lookback('published_at', lookback_days + 1) }}
 ),
 
-assigned as (
-    select news.*, decision_points.decision_date as visible_from
-    from news
-    asof inner join decision_points
-        on news.market = decision_points.market
-        and decision_points.information_cutoff > news.published_at
-),
-
-buckets as (
+numbered as materialized (  -- read twice: number once
     select
         market,
         ticker,
-        visible_from,
-        max_by(
-            struct_pack(
-                published_at := published_at, news_id := news_id, headline := headline,
-                source := news_source
-            ),
-            struct_pack(published_at := published_at, news_id := news_id),
-            {{ max_items }}
-        ) as items
-    from assigned
-    group by market, ticker, visible_from
+        news_id,
+        published_at,
+        row_number() over (
+            partition by market, ticker order by published_at, news_id
+        ) as position
+    from news
 ),
 
-serve_map as (
-    select
-        bucket.market,
-        bucket.decision_date as bucket_date,
-        target.decision_date,
-        target.information_cutoff
-    from decision_points as bucket
-    inner join decision_points as target
-        on bucket.market = target.market
-        and target.decision_date between bucket.decision_date
-            and bucket.decision_date + interval {{ lookback_days + 1 }} day
-    where {{ decision_window('target.decision_date') }}
+-- The last position published at each instant: items published at the same instant are
+-- all visible or all hidden at a cutoff.
+instants as (
+    select market, ticker, published_at, max(position) as last_position
+    from numbered
+    group by market, ticker, published_at
 ),
 
-candidates as (
+heads as (
+    select grid.*, instants.last_position
+    from grid
+    asof inner join instants
+        on grid.market = instants.market
+        and grid.ticker = instants.ticker
+        and grid.information_cutoff > instants.published_at
+),
+
+wanted as (
     select
-        serve_map.market,
-        buckets.ticker,
-        serve_map.decision_date,
-        serve_map.information_cutoff,
-        flatten(list(buckets.items)) as items
-    from buckets
-    inner join serve_map
-        on buckets.market = serve_map.market
-        and buckets.visible_from = serve_map.bucket_date
-    group by serve_map.market, buckets.ticker, serve_map.decision_date, serve_map.information_cutoff
+        market,
+        ticker,
+        decision_date,
+        information_cutoff,
+        unnest(
+            range(greatest(last_position - {{ max_items }} + 1, 1), last_position + 1)
+        ) as position
+    from heads
+),
+
+picked as (
+    select wanted.market, wanted.ticker, wanted.decision_date, numbered.news_id,
+        numbered.published_at
+    from wanted
+    inner join numbered
+        on wanted.market = numbered.market
+        and wanted.ticker = numbered.ticker
+        and wanted.position = numbered.position
+    where numbered.published_at >= wanted.information_cutoff - interval {{ lookback_days }} day
+),
+
+described as (
+    select picked.*, news.headline, news.news_source
+    from picked
+    inner join {{ ref('stg_raw__news') }} as news
+        on picked.market = news.market
+        and picked.ticker = news.ticker
+        and picked.news_id = news.news_id
 ),
 
 final as (
@@ -72,23 +82,19 @@ final as (
         market,
         ticker,
         decision_date,
-        list_slice(
-            list_reverse_sort(
-                list_filter(
-                    items,
-                    lambda item: item.published_at
-                        >= information_cutoff - interval {{ lookback_days }} day
+        -- Newest first: structs sort by published_at, then news_id.
+        list_reverse_sort(
+            list(
+                struct_pack(
+                    published_at := published_at, news_id := news_id, headline := headline,
+                    source := news_source
                 )
-            ),
-            1,
-            {{ max_items }}
-        ) as news
-    from candidates
+            )
+        ) as news,
+        max(published_at) as max_news_published_at,
+        count(*) as news_count
+    from described
+    group by market, ticker, decision_date
 )
 
-select
-    *,
-    len(news) as news_count,
-    list_max(list_transform(news, lambda item: item.published_at)) as max_news_published_at
-from final
-where len(news) > 0
+select * from final
