@@ -140,6 +140,10 @@ def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
             concurrency=arm.model.concurrency,
             timeout_s=arm.model.timeout_s,
         )
+    if backend == "transformers":
+        from inference.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(arm.model.path or "", batch_size=arm.model.concurrency)
     raise ValueError(f"arm {arm.slug}: backend {backend!r} cannot answer requests directly")
 
 
