@@ -144,6 +144,48 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+
+    from inference.batch import export_batch, import_batch
+    from inference.experiments import ExperimentError, load_experiment
+    from ingest.calendars import sessions
+    from ingest.layout import DataLayout
+
+    layout = DataLayout.from_env()
+    cache_path = layout.data_dir / "cache" / "llm_responses.sqlite"
+    if args.action == "import":
+        summary = import_batch(Path(args.file), cache_path)
+        print(f"stored {summary.stored} answers in {cache_path}")
+        for line in summary.failed[:20]:
+            print(f"failed {line}")
+        if summary.unknown:
+            print(f"{len(summary.unknown)} answers match no exported request (ignored)")
+        return 1 if summary.failed else 0
+    try:
+        arm = load_experiment(args.experiments).arm(args.arm, args.base_url)
+    except ExperimentError as error:
+        print(f"strat-llm batch: {error}", file=sys.stderr)
+        return 1
+    markets = args.market or list(MARKETS)
+    days = sorted({day for market in markets for day in sessions(market, args.start, args.end)})
+    if not days:
+        print(f"strat-llm batch: no sessions from {args.start} to {args.end}", file=sys.stderr)
+        return 1
+    summary = export_batch(
+        arm,
+        days,
+        Path(args.out),
+        warehouse=layout.warehouse,
+        cache_path=cache_path,
+        markets=markets,
+    )
+    print(
+        f"wrote {summary.written} requests to {summary.path} "
+        f"({summary.already_answered} already answered in the cache)"
+    )
+    return 0
+
+
 def cmd_prompt(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -256,6 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--experiments", help="experiments YAML (default experiments/default.yaml)")
     infer.add_argument("--token-budget", type=int, help="prompt budget in estimated tokens")
     infer.set_defaults(handler=cmd_infer)
+
+    batch = commands.add_parser("batch", help="OpenAI batch JSONL export and import")
+    batch_actions = batch.add_subparsers(dest="action", required=True)
+    export = batch_actions.add_parser("export", help="write an arm's unanswered requests")
+    export.add_argument("--arm", required=True)
+    export.add_argument("--start", required=True)
+    export.add_argument("--end", required=True)
+    export.add_argument("--out", required=True, help="JSONL file to write")
+    export.add_argument("--market", choices=MARKETS, action="append")
+    export.add_argument("--base-url", help="as for infer: makes an unconfigured model usable")
+    export.add_argument("--experiments")
+    load = batch_actions.add_parser("import", help="store a batch output file's answers")
+    load.add_argument("file", help="output JSONL of vllm run-batch or the OpenAI Batch API")
+    batch.set_defaults(handler=cmd_batch)
 
     prompt = commands.add_parser("prompt", help="print the exact messages for one snapshot")
     prompt.add_argument("--market", choices=MARKETS, required=True)

@@ -21,6 +21,10 @@ create table if not exists responses (
     request_hash text primary key,
     request_json text not null,
     response_json text not null
+);
+create table if not exists exported (
+    request_hash text primary key,
+    request_json text not null
 )
 """
 _LOOKUP_BATCH = 900  # under SQLite's default limit of host parameters
@@ -33,7 +37,7 @@ class ResponseCache:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._connection.execute("pragma journal_mode=wal")
         self._connection.execute("pragma synchronous=normal")
-        self._connection.execute(_SCHEMA)
+        self._connection.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._connection.close()
@@ -59,14 +63,34 @@ class ResponseCache:
         return found
 
     def put(self, request: ChatRequest, response: Response) -> None:
-        if response.text is None:
-            raise ValueError(f"{response.request_hash}: failures are not cached ({response.error})")
         if response.request_hash != request.hash:
             raise ValueError("response does not answer this request")
+        self._store(request.hash, request.canonical(), response)
+
+    def _store(self, request_hash: str, request_json: str, response: Response) -> None:
+        if response.text is None:
+            raise ValueError(f"{request_hash}: failures are not cached ({response.error})")
         self._connection.execute(
             "insert or replace into responses values (?, ?, ?)",
-            (request.hash, request.canonical(), json.dumps(response.to_dict())),
+            (request_hash, request_json, json.dumps(response.to_dict())),
         )
+
+    def mark_exported(self, requests: Iterable[ChatRequest]) -> None:
+        """Remember exported batch requests, so their answers can be imported by custom_id."""
+        self._connection.executemany(
+            "insert or replace into exported values (?, ?)",
+            [(request.hash, request.canonical()) for request in requests],
+        )
+
+    def put_exported(self, response: Response) -> bool:
+        """Store the answer to an exported request; False when no export asked for it."""
+        rows = self._connection.execute(
+            "select request_json from exported where request_hash = ?", (response.request_hash,)
+        ).fetchall()
+        if not rows:
+            return False
+        self._store(response.request_hash, rows[0][0], response)
+        return True
 
     def __len__(self) -> int:
         [(count,)] = self._connection.execute("select count(*) from responses").fetchall()

@@ -140,6 +140,10 @@ def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
             concurrency=arm.model.concurrency,
             timeout_s=arm.model.timeout_s,
         )
+    if backend == "batch-file":
+        from inference.batch import BatchFileBackend
+
+        return BatchFileBackend()
     if backend == "transformers":
         from inference.backends.transformers_backend import TransformersBackend
 

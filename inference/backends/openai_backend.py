@@ -35,7 +35,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -77,7 +77,7 @@ class _Failure:
 
 
 @dataclass(frozen=True)
-class _Completion:
+class Completion:
     text: str
     reasoning: str | None
     prompt_tokens: int | None
@@ -146,7 +146,6 @@ class OpenAIBackend:
         self.transport = transport
         self.thinking_switch = thinking_switch
         self._rng = random.Random(seed)
-        self._response_format = response_format()
         self._in_flight = dict.fromkeys(self.base_urls, 0)
         self._dropped: dict[str, set[str]] = {url: set() for url in self.base_urls}
         self._turn = 0
@@ -219,7 +218,7 @@ class OpenAIBackend:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     payload = await context.transport.post_chat(url, body)
-                completion = _parse_completion(payload)
+                completion = parse_completion(payload)
             except (TransportError, TimeoutError) as exc:
                 failure = self._classify(exc, url, body, context)
             else:
@@ -241,7 +240,7 @@ class OpenAIBackend:
         return Response(request.hash, self.name, text=None, attempts=attempt, error=error)
 
     def _response(
-        self, request: ChatRequest, completion: _Completion, attempts: int, latency_ms: float
+        self, request: ChatRequest, completion: Completion, attempts: int, latency_ms: float
     ) -> Response:
         return Response(
             request_hash=request.hash,
@@ -270,16 +269,7 @@ class OpenAIBackend:
 
     def _body(self, request: ChatRequest, url: str) -> dict[str, Any]:
         """The JSON body for one attempt at `url` (its fallbacks applied)."""
-        skipped = self._dropped[url]
-        body: dict[str, Any] = {"model": request.model, "messages": request.message_dicts()}
-        body.update(request.sampling)
-        if request.output_format == "json_schema" and "response_format" not in skipped:
-            body["response_format"] = self._response_format
-        if self.thinking_switch and "chat_template_kwargs" not in skipped:
-            kwargs = dict(body.get("chat_template_kwargs") or {})
-            kwargs["enable_thinking"] = request.reasoning
-            body["chat_template_kwargs"] = kwargs
-        return body
+        return request_body(request, self._dropped[url], self.thinking_switch)
 
     # --- failures --------------------------------------------------------------------------
 
@@ -326,7 +316,25 @@ class OpenAIBackend:
 # --- pure helpers ---------------------------------------------------------------------------
 
 
-def _parse_completion(payload: Any) -> _Completion:
+_RESPONSE_FORMAT = response_format()  # built once; bodies are only serialised, never mutated
+
+
+def request_body(
+    request: ChatRequest, skipped: Collection[str] = (), thinking_switch: bool = True
+) -> dict[str, Any]:
+    """The chat-completions JSON body of a request (also the body of an OpenAI batch line)."""
+    body: dict[str, Any] = {"model": request.model, "messages": request.message_dicts()}
+    body.update(request.sampling)
+    if request.output_format == "json_schema" and "response_format" not in skipped:
+        body["response_format"] = _RESPONSE_FORMAT
+    if thinking_switch and "chat_template_kwargs" not in skipped:
+        kwargs = dict(body.get("chat_template_kwargs") or {})
+        kwargs["enable_thinking"] = request.reasoning
+        body["chat_template_kwargs"] = kwargs
+    return body
+
+
+def parse_completion(payload: Any) -> Completion:
     """The parts of a chat completion a Response keeps; MalformedBody when it is not one."""
     if not isinstance(payload, dict):
         raise MalformedBody("response is not a JSON object")
@@ -346,7 +354,7 @@ def _parse_completion(payload: Any) -> _Completion:
     details = usage.get("completion_tokens_details")
     details = details if isinstance(details, dict) else {}
     finish = choices[0].get("finish_reason")
-    return _Completion(
+    return Completion(
         text=text,
         reasoning=reasoning,
         prompt_tokens=_int_or_none(usage.get("prompt_tokens")),

@@ -1,0 +1,103 @@
+"""OpenAI batch JSONL round trip: export, answer (as vllm run-batch would, here through the
+OpenAI-protocol test server), import, infer with no calls; errors stay recorded failures."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import duckdb
+
+from dagster_project.cli import main
+from inference.engine import run_arm
+from inference.experiments import load_experiment
+from ingest.calendars import sessions
+from ingest.layout import DataLayout
+from tests.openai_server import OpenAIServer
+
+EXPERIMENTS = "models:\n  offline: {backend: batch-file, model_id: Qwen/Qwen3.5-35B-A3B}\n"
+DAYS = sessions("cn", "2025-03-03", "2025-03-05")
+
+
+def _answer_batch(lines: list[dict], base_url: str) -> list[dict]:
+    """What `vllm run-batch` writes: one output line per input line."""
+    out = []
+    for line in lines:
+        request = urllib.request.Request(
+            base_url.removesuffix("/v1") + line["url"],
+            data=json.dumps(line["body"]).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as reply:
+            body = json.loads(reply.read())
+        out.append(
+            {
+                "id": f"b-{len(out)}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": 200, "body": body},
+                "error": None,
+            }
+        )
+    return out
+
+
+def test_export_answer_import_then_infer_without_calls(
+    sample_copy: DataLayout, tmp_path: Path, capsys
+):
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(EXPERIMENTS)
+    exported = tmp_path / "batch_in.jsonl"
+    common = ["--data-dir", str(sample_copy.data_dir), "batch"]
+    args = [
+        "--arm",
+        "offline__strict",
+        "--start",
+        "2025-03-03",
+        "--end",
+        "2025-03-05",
+        "--market",
+        "cn",
+        "--experiments",
+        str(experiments),
+    ]
+    assert main([*common, "export", *args, "--out", str(exported)]) == 0
+    lines = [json.loads(text) for text in exported.read_text().splitlines()]
+    assert len(lines) == 14 * 3 and "wrote 42 requests" in capsys.readouterr().out
+    assert all(line["body"]["response_format"]["type"] == "json_schema" for line in lines)
+    assert len({line["custom_id"] for line in lines}) == len(lines)
+
+    with OpenAIServer() as server:
+        answers = _answer_batch(lines, server.base_url)
+    answers[0] = {
+        "custom_id": lines[0]["custom_id"],
+        "response": None,
+        "error": {"message": "context length exceeded"},
+    }
+    output = tmp_path / "batch_out.jsonl"
+    output.write_text("\n".join(json.dumps(a) for a in answers) + "\n")
+    assert main([*common, "import", str(output)]) == 1  # one line failed, and says so
+    assert "context length exceeded" in capsys.readouterr().out
+
+    arm = load_experiment(experiments).arm("offline__strict")
+    summary = run_arm(
+        arm,
+        DAYS,
+        data_dir=sample_copy.data_dir,
+        warehouse=sample_copy.warehouse,
+        cache_path=sample_copy.data_dir / "cache" / "llm_responses.sqlite",
+        markets=["cn"],
+    )
+    assert summary.decisions == 42 and summary.cache_hits == 41 and summary.failures == 1
+    rows = duckdb.sql(
+        f"select parse_status, parse_error from "
+        f"'{sample_copy.data_dir}/landing/llm_decisions/arm=offline__strict/*.parquet'"
+    ).df()
+    failed = rows[rows["parse_status"] == "failed"]
+    assert len(failed) == 1 and "strat-llm batch export" in failed["parse_error"].iloc[0]
+
+    again = tmp_path / "batch_again.jsonl"
+    assert main([*common, "export", *args, "--out", str(again)]) == 0
+    assert [json.loads(t)["custom_id"] for t in again.read_text().splitlines()] == [
+        lines[0]["custom_id"]
+    ]
