@@ -1,8 +1,9 @@
 -- The newest K news items per snapshot, published before its cutoff and within L days of it.
--- Items are numbered once per ticker in publication order; the items visible at a cutoff are
--- then a prefix of that order, so a snapshot needs only the position of its last visible item
--- (one ASOF lookup) and the K positions before it: no range join of items against snapshots.
--- Headlines join back only for the K items kept.
+-- Each item is assigned once to the first decision that can see it (a join on its UTC day,
+-- no sort), each (ticker, decision) bucket keeps its K newest items and its count (a hash
+-- aggregate), and bucket counts summed per ticker give every item's position in publication
+-- order. The items visible at a cutoff are a prefix of that order, so a snapshot takes the K
+-- positions up to the last item visible to it: no range join of items against snapshots.
 {% set lookback_days = var('news_lookback_days') %}
 {% set max_items = var('news_max_items') %}
 with grid as (
@@ -10,39 +11,111 @@ with grid as (
     from {{ ref('int_snapshot_prices') }}
 ),
 
+decisions as (
+    select
+        market,
+        decision_date,
+        information_cutoff,
+        (information_cutoff at time zone 'UTC')::date as cutoff_day,
+        lead(decision_date) over (partition by market order by decision_date) as next_decision
+    from {{ ref('int_decision_points') }}
+),
+
+-- From the lookback before the first cutoff: older items can never be shown.
+calendar_days as (
+    select
+        market,
+        unnest(
+            generate_series(
+                min(cutoff_day) - interval {{ lookback_days + 1 }} day,
+                max(cutoff_day),
+                interval 1 day
+            )
+        )::date as day
+    from decisions
+    group by market
+),
+
+-- Per UTC day: the first decision whose cutoff falls on or after it, and the one after that.
+day_map as (
+    select
+        calendar_days.market,
+        calendar_days.day,
+        decisions.decision_date,
+        decisions.information_cutoff,
+        decisions.next_decision
+    from calendar_days
+    asof inner join decisions
+        on calendar_days.market = decisions.market
+        and calendar_days.day <= decisions.cutoff_day
+),
+
 news as (
-    select market, ticker, news_id, published_at
+    select market, ticker, news_id, published_at, headline, news_source
     from {{ ref('stg_raw__news') }}
     where {{ decision_window_with_lookback('published_at', lookback_days + 1) }}
 ),
 
-numbered as materialized (  -- read twice: number once
+assigned as (
+    select
+        news.*,
+        case
+            when news.published_at < day_map.information_cutoff then day_map.decision_date
+            else day_map.next_decision
+        end as visible_from
+    from news
+    inner join day_map
+        on news.market = day_map.market
+        and (news.published_at at time zone 'UTC')::date = day_map.day
+),
+
+buckets as (
     select
         market,
         ticker,
-        news_id,
-        published_at,
-        row_number() over (
-            partition by market, ticker order by published_at, news_id
-        ) as position
-    from news
+        visible_from,
+        count(*) as n_items,
+        max_by(
+            struct_pack(
+                published_at := published_at, news_id := news_id, headline := headline,
+                source := news_source
+            ),
+            struct_pack(published_at := published_at, news_id := news_id),
+            {{ max_items }}
+        ) as newest
+    from assigned
+    where visible_from is not null
+    group by market, ticker, visible_from
 ),
 
--- The last position published at each instant: items published at the same instant are
--- all visible or all hidden at a cutoff.
-instants as (
-    select market, ticker, published_at, max(position) as last_position
-    from numbered
-    group by market, ticker, published_at
+cumulative as (
+    select
+        *,
+        (sum(n_items) over (
+            partition by market, ticker
+            order by visible_from
+            rows between unbounded preceding and current row
+        ))::bigint as last_position
+    from buckets
+),
+
+-- Only each bucket's K newest can be among a snapshot's K newest; they keep their positions.
+items as (
+    select
+        market,
+        ticker,
+        last_position - unnest(range(len(newest))) as position,
+        unnest(newest) as item
+    from cumulative
 ),
 
 heads as (
-    select grid.*, instants.last_position
+    select grid.*, cumulative.last_position
     from grid
-    asof inner join instants
-        on grid.market = instants.market
-        and grid.ticker = instants.ticker
-        and grid.information_cutoff > instants.published_at
+    asof inner join cumulative
+        on grid.market = cumulative.market
+        and grid.ticker = cumulative.ticker
+        and grid.decision_date >= cumulative.visible_from
 ),
 
 wanted as (
@@ -58,23 +131,14 @@ wanted as (
 ),
 
 picked as (
-    select wanted.market, wanted.ticker, wanted.decision_date, numbered.news_id,
-        numbered.published_at
+    select wanted.market, wanted.ticker, wanted.decision_date, items.item
     from wanted
-    inner join numbered
-        on wanted.market = numbered.market
-        and wanted.ticker = numbered.ticker
-        and wanted.position = numbered.position
-    where numbered.published_at >= wanted.information_cutoff - interval {{ lookback_days }} day
-),
-
-described as (
-    select picked.*, news.headline, news.news_source
-    from picked
-    inner join {{ ref('stg_raw__news') }} as news
-        on picked.market = news.market
-        and picked.ticker = news.ticker
-        and picked.news_id = news.news_id
+    inner join items
+        on wanted.market = items.market
+        and wanted.ticker = items.ticker
+        and wanted.position = items.position
+    where items.item.published_at
+        >= wanted.information_cutoff - interval {{ lookback_days }} day
 ),
 
 final as (
@@ -83,17 +147,10 @@ final as (
         ticker,
         decision_date,
         -- Newest first: structs sort by published_at, then news_id.
-        list_reverse_sort(
-            list(
-                struct_pack(
-                    published_at := published_at, news_id := news_id, headline := headline,
-                    source := news_source
-                )
-            )
-        ) as news,
-        max(published_at) as max_news_published_at,
+        list_reverse_sort(list(item)) as news,
+        max(item.published_at) as max_news_published_at,
         count(*) as news_count
-    from described
+    from picked
     group by market, ticker, decision_date
 )
 

@@ -78,13 +78,14 @@ assembled as (
 final as (
     select
         *,
-        md5(
-            to_json(
-                struct_pack(
-                    market, ticker, decision_date, information_cutoff, price_history,
-                    features, signals, news, report
-                )
-            )::varchar
+        -- DuckDB's 64-bit hash of the content: stable for the pinned DuckDB version and about
+        -- 20x cheaper than md5 over its JSON, which dominated the build.
+        printf(
+            '%016x',
+            hash(
+                market, ticker, decision_date, information_cutoff, price_history, features,
+                signals, news, report
+            )
         ) as snapshot_hash
     from assembled
 )
