@@ -34,12 +34,12 @@ def _ingest(
 ) -> str:
     from dagster_project.ingest_assets import raw_asset_keys, raw_tables
     from dagster_project.resources import DataDirResource
-    from dagster_project.runner import materialize_selection
+    from dagster_project.runner import run_assets
     from ingest.layout import DataLayout
     from ingest.load import format_summary, read_manifest
 
     chosen = markets or list(MARKETS)
-    materialize_selection(
+    run_assets(
         [raw_tables],
         raw_asset_keys(chosen),
         resources={"data_dir": DataDirResource()},

@@ -60,27 +60,6 @@ def _user_error(result: dg.ExecuteInProcessResult) -> str:
 _EXPECTED = {"IngestError", "ContractError", "Failure", "ValueError", "PipelineError"}
 
 
-def materialize_selection(
-    assets: Sequence[Any],
-    selection: Sequence[dg.AssetKey],
-    resources: dict[str, Any],
-    ops: dict[str, Any] | None = None,
-    tags: dict[str, str] | None = None,
-) -> dg.ExecuteInProcessResult:
-    result = dg.materialize(
-        assets,
-        selection=list(selection),
-        run_config=quiet_run_config(ops),
-        resources=resources,
-        instance=_instance(),
-        tags=tags,
-        raise_on_error=False,
-    )
-    if not result.success:
-        raise PipelineError(_user_error(result))
-    return result
-
-
 def gate_summary(result: dg.ExecuteInProcessResult) -> tuple[bool, str]:
     """Whether every blocking check passed, and a report naming failing expectations and rows."""
     lines, passed = [], True
@@ -103,20 +82,24 @@ def gate_summary(result: dg.ExecuteInProcessResult) -> tuple[bool, str]:
     return passed, "\n".join(lines)
 
 
-def _gated_run(
+def run_assets(
     assets: Sequence[Any],
     selection: Any,
+    *,
+    resources: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     ops: dict[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
-):
+) -> tuple[dg.ExecuteInProcessResult, str]:
+    """Materialize a selection in one in-process run; raise PipelineError with a clean message
+    when a blocking check (the leakage gate) or a step fails. Returns the gate's report."""
     from dagster_project.resources import all_resources
 
     result = dg.materialize(
         assets,
         selection=selection,
         run_config=quiet_run_config(ops),
-        resources=all_resources(),
+        resources=resources if resources is not None else all_resources(),
         instance=instance or _instance(),
         tags=tags,
         raise_on_error=False,
@@ -135,7 +118,7 @@ def check_gate() -> str:
     from dagster_project.ingest_assets import raw_tables
     from dagster_project.warehouse_assets import warehouse_dbt_assets
 
-    _, report = _gated_run(
+    _, report = run_assets(
         [raw_tables, warehouse_dbt_assets, *GATE_CHECKS], dg.AssetSelection.checks(*GATE_CHECKS)
     )
     return report
@@ -150,7 +133,7 @@ def build_warehouse(start: date, end: date) -> str:
     first = DECISION_PARTITIONS.start.date()
     if start < first:
         raise PipelineError(f"--start {start} is before the first decision partition {first}")
-    result, report = _gated_run(
+    result, report = run_assets(
         [raw_tables, warehouse_dbt_assets, *GATE_CHECKS],
         dg.AssetSelection.assets(warehouse_dbt_assets) | dg.AssetSelection.checks(*GATE_CHECKS),
         tags={
@@ -177,7 +160,7 @@ def infer(arm: str, start: date, end: date, config: dict[str, Any]) -> str:
 
     instance = _instance()
     instance.add_dynamic_partitions(ARM_PARTITIONS.name, [arm])
-    result, report = _gated_run(
+    result, report = run_assets(
         [warehouse_dbt_assets, pit_snapshots_leakage_gate, llm_decisions],
         dg.AssetSelection.assets(llm_decisions)
         | dg.AssetSelection.checks(pit_snapshots_leakage_gate),
