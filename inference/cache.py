@@ -25,6 +25,10 @@ create table if not exists responses (
 create table if not exists exported (
     request_hash text primary key,
     request_json text not null
+);
+create table if not exists request_index (
+    snapshot_key text primary key,
+    request_hash text not null
 )
 """
 _LOOKUP_BATCH = 900  # under SQLite's default limit of host parameters
@@ -74,6 +78,24 @@ class ResponseCache:
             "insert or replace into responses values (?, ?, ?)",
             (request_hash, request_json, json.dumps(response.to_dict())),
         )
+
+    def lookup_requests(self, keys: Iterable[str]) -> dict[str, str]:
+        """Request hashes already built for these snapshot keys (see inference.engine)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), _LOOKUP_BATCH):
+            chunk = wanted[start : start + _LOOKUP_BATCH]
+            found.update(
+                self._connection.execute(
+                    "select snapshot_key, request_hash from request_index where snapshot_key in "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
+        return found
+
+    def index_requests(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._connection.executemany("insert or replace into request_index values (?, ?)", pairs)
 
     def mark_exported(self, requests: Iterable[ChatRequest]) -> None:
         """Remember exported batch requests, so their answers can be imported by custom_id."""

@@ -10,6 +10,9 @@ the previous exposure and the Strict guardrail, and write one Parquet file per d
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,8 +32,9 @@ from inference.cache import ResponseCache
 from inference.experiments import Arm
 from inference.guardrail import apply_guardrail
 from inference.parsing import parse_decision
-from inference.prompts import DEFAULT_TOKEN_BUDGET, Position, render_prompt
-from inference.requests import ChatRequest
+from inference.prompts import DEFAULT_TOKEN_BUDGET, PROMPT_VERSION, Position, render_prompt
+from inference.requests import ChatRequest, canonical_json
+from inference.strategies import STRATEGIES_SEED
 
 LLM_DECISIONS_SCHEMA = pa.schema(
     [
@@ -99,15 +103,19 @@ def landing_file(data_dir: Path, arm: str, decision_date: date) -> Path:
     )
 
 
+# What deciding needs besides the prompt: a rerun that finds every request reads only these.
+_DECISION_COLUMNS = "market, ticker, decision_date, snapshot_hash, signals, features"
+
+
 def load_snapshots(
-    warehouse: Path, start: date, end: date, markets: Sequence[str]
+    warehouse: Path, start: date, end: date, markets: Sequence[str], columns: str = "*"
 ) -> list[dict[str, Any]]:
     if not warehouse.is_file():
         raise FileNotFoundError(f"{warehouse}: no warehouse; run `strat-llm build` first")
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         cursor = connection.execute(
-            "select * from pit_snapshots where decision_date between ? and ? and market in "
-            f"({','.join('?' * len(markets))}) order by decision_date, market, ticker",
+            f"select {columns} from pit_snapshots where decision_date between ? and ? and market"
+            f" in ({','.join('?' * len(markets))}) order by decision_date, market, ticker",
             [start, end, *markets],
         )
         columns = [column[0] for column in cursor.description]
@@ -125,6 +133,40 @@ def build_request(arm: Arm, snapshot: dict[str, Any], token_budget: int) -> Chat
         output_format=arm.model.output_format,  # type: ignore[arg-type]
         reasoning=arm.model.reasoning,
     )
+
+
+@functools.cache
+def prompt_fingerprint() -> str:
+    """Everything that shapes a prompt besides the snapshot: templates, their Python, the
+    strategies' words. A change to any of them changes every snapshot key."""
+    digest = hashlib.sha256()
+    prompts = Path(inspect.getfile(render_prompt)).parent
+    sources = sorted(prompts.rglob("*.j2")) + [prompts / "__init__.py", STRATEGIES_SEED]
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def snapshot_key(arm: Arm, snapshot: dict[str, Any], token_budget: int) -> str:
+    """What a snapshot's request is made of, without rendering it: the snapshot's content hash
+    and everything of the arm and the prompt that enters the request."""
+    return hashlib.sha256(
+        canonical_json(
+            {
+                "snapshot": snapshot["snapshot_hash"],
+                "model": arm.model.model_id,
+                "mode": arm.mode,
+                "attitude": arm.attitude,
+                "replicate": arm.replicate,
+                "sampling": dict(arm.model.sampling),
+                "output_format": arm.model.output_format,
+                "reasoning": arm.model.reasoning,
+                "prompt_version": PROMPT_VERSION,
+                "prompt_fingerprint": prompt_fingerprint(),
+                "token_budget": token_budget,
+            }
+        ).encode()
+    ).hexdigest()
 
 
 def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
@@ -198,7 +240,7 @@ def _progress_bar(total: int, label: str) -> Callable[[int], None]:
 def decision_row(
     arm: Arm,
     snapshot: dict[str, Any],
-    request: ChatRequest,
+    request_hash: str,
     response: Response,
     cached: bool,
     state: PositionState,
@@ -239,7 +281,7 @@ def decision_row(
         "market": snapshot["market"],
         "ticker": snapshot["ticker"],
         "decision_date": snapshot["decision_date"],
-        "request_hash": request.hash,
+        "request_hash": request_hash,
         "action": guarded.action,
         "target_exposure": guarded.target_exposure,
         "confidence": getattr(parsed, "confidence", None),
@@ -254,7 +296,7 @@ def decision_row(
         "cached": cached,
         "backend": response.backend,
         "raw_response": response.text,
-        "prompt_version": request.prompt_version,
+        "prompt_version": PROMPT_VERSION,
         "proposed_action": getattr(parsed, "action", None),
         "proposed_target_exposure": getattr(parsed, "target_exposure", None),
         "previous_exposure": state.exposure,
@@ -301,41 +343,57 @@ def run_arm(
     if not dates:
         return summary
     wanted = set(dates)
-    snapshots = [
-        s
-        for s in load_snapshots(warehouse, min(dates), max(dates), markets)
-        if s["decision_date"] in wanted
-    ]
-    requests = [build_request(arm, snapshot, token_budget) for snapshot in snapshots]
-    contexts = {
-        request.hash: DecisionContext(snapshot, arm.mode, get_attitude(arm.attitude), arm.replicate)
-        for request, snapshot in zip(requests, snapshots, strict=True)
-    }
+
+    def snapshots_with(columns: str) -> list[dict[str, Any]]:
+        rows = load_snapshots(warehouse, min(dates), max(dates), markets, columns)
+        return [row for row in rows if row["decision_date"] in wanted]
+
+    snapshots = snapshots_with(_DECISION_COLUMNS)
+    keys = [snapshot_key(arm, snapshot, token_budget) for snapshot in snapshots]
     with ResponseCache(cache_path) as cache:
-        cached = cache.get_many(request.hash for request in requests)
-        missing = [request for request in requests if request.hash not in cached]
+        # A rerun finds each snapshot's request hash by key and its answer by hash: no prompt is
+        # rendered again, and the full snapshots are read only when something is missing.
+        hashes = cache.lookup_requests(keys)
+        cached = cache.get_many(hashes.values())
+        if any(hashes.get(key) not in cached for key in keys):
+            snapshots = snapshots_with("*")
+        built = {
+            index: build_request(arm, snapshot, token_budget)
+            for index, (key, snapshot) in enumerate(zip(keys, snapshots, strict=True))
+            if hashes.get(key) not in cached
+        }
+        cache.index_requests((keys[index], request.hash) for index, request in built.items())
+        hashes.update((keys[index], request.hash) for index, request in built.items())
+        cached.update(cache.get_many(request.hash for request in built.values()))
+        missing = [request for request in built.values() if request.hash not in cached]
         answered: dict[str, Response] = {}
         if missing:
+            contexts = {
+                built[index].hash: DecisionContext(
+                    snapshots[index], arm.mode, get_attitude(arm.attitude), arm.replicate
+                )
+                for index in built
+            }
             chosen = backend or make_backend(arm, contexts)
-            unique = len({request.hash for request in missing})
-            progress = _progress_bar(unique, arm.slug)
+            progress = _progress_bar(len({request.hash for request in missing}), arm.slug)
             answered = asyncio.run(_collect(missing, chosen, cache, progress))
-    summary.cache_hits = len({r.hash for r in requests if r.hash in cached})
+    summary.cache_hits = len({hashes[key] for key in keys if hashes[key] in cached})
     summary.calls = len(answered)
     summary.failures = sum(1 for response in answered.values() if response.text is None)
 
     state = _previous_state(data_dir, arm.slug, min(dates))
     rows_by_date: dict[date, list[dict[str, Any]]] = {}
-    for request, snapshot in zip(requests, snapshots, strict=True):
-        response = cached.get(request.hash) or answered[request.hash]
-        key = (snapshot["market"], snapshot["ticker"])
-        row, state[key] = decision_row(
+    for key, snapshot in zip(keys, snapshots, strict=True):
+        request_hash = hashes[key]
+        response = cached.get(request_hash) or answered[request_hash]
+        position = (snapshot["market"], snapshot["ticker"])
+        row, state[position] = decision_row(
             arm,
             snapshot,
-            request,
+            request_hash,
             response,
-            request.hash in cached,
-            state.get(key, PositionState()),
+            request_hash in cached,
+            state.get(position, PositionState()),
         )
         rows_by_date.setdefault(snapshot["decision_date"], []).append(row)
     for decision_date, rows in sorted(rows_by_date.items()):

@@ -665,3 +665,23 @@ def test_response_format_wrapper_is_a_fresh_copy():
     assert wrapper["json_schema"]["schema"] == DECISION_JSON_SCHEMA
     wrapper["json_schema"]["schema"]["properties"].clear()
     assert DECISION_JSON_SCHEMA["properties"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_exact_answer_fast_path_agrees_with_the_full_parser(case):
+    """The fast path for exact JSON answers is an optimisation, never a different result."""
+    from inference.parsing import _exact_answer, _parse
+    from inference.parsing import _Failure as Failure
+
+    _name, mode, text = case[0], case[1], case[2]
+    fast = _exact_answer(text)
+    if fast is None:
+        return
+    notes: list[str] = []
+    try:
+        full = _parse(text, mode, notes)
+    except Failure as failure:  # pragma: no cover - would be a disagreement
+        pytest.fail(f"fast path accepted what the full parser rejects: {failure}")
+    assert not notes
+    fields = ("action", "target_exposure", "confidence", "rule", "reason")
+    assert [getattr(fast, f) for f in fields] == [getattr(full, f) for f in fields]
