@@ -147,26 +147,28 @@ def prompt_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def snapshot_key(arm: Arm, snapshot: dict[str, Any], token_budget: int) -> str:
-    """What a snapshot's request is made of, without rendering it: the snapshot's content hash
-    and everything of the arm and the prompt that enters the request."""
-    return hashlib.sha256(
-        canonical_json(
-            {
-                "snapshot": snapshot["snapshot_hash"],
-                "model": arm.model.model_id,
-                "mode": arm.mode,
-                "attitude": arm.attitude,
-                "replicate": arm.replicate,
-                "sampling": dict(arm.model.sampling),
-                "output_format": arm.model.output_format,
-                "reasoning": arm.model.reasoning,
-                "prompt_version": PROMPT_VERSION,
-                "prompt_fingerprint": prompt_fingerprint(),
-                "token_budget": token_budget,
-            }
-        ).encode()
-    ).hexdigest()
+def request_recipe(arm: Arm, token_budget: int) -> str:
+    """Everything of the arm and the prompt that enters a request, besides the snapshot."""
+    return canonical_json(
+        {
+            "model": arm.model.model_id,
+            "mode": arm.mode,
+            "attitude": arm.attitude,
+            "replicate": arm.replicate,
+            "sampling": dict(arm.model.sampling),
+            "output_format": arm.model.output_format,
+            "reasoning": arm.model.reasoning,
+            "prompt_version": PROMPT_VERSION,
+            "prompt_fingerprint": prompt_fingerprint(),
+            "token_budget": token_budget,
+        }
+    )
+
+
+def snapshot_key(recipe: str, snapshot: dict[str, Any]) -> str:
+    """What a snapshot's request is made of, without rendering it: the recipe and the
+    snapshot's content hash (which covers market, ticker and decision date)."""
+    return hashlib.sha256(f"{recipe}|{snapshot['snapshot_hash']}".encode()).hexdigest()
 
 
 def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
@@ -349,7 +351,8 @@ def run_arm(
         return [row for row in rows if row["decision_date"] in wanted]
 
     snapshots = snapshots_with(_DECISION_COLUMNS)
-    keys = [snapshot_key(arm, snapshot, token_budget) for snapshot in snapshots]
+    recipe = request_recipe(arm, token_budget)
+    keys = [snapshot_key(recipe, snapshot) for snapshot in snapshots]
     with ResponseCache(cache_path) as cache:
         # A rerun finds each snapshot's request hash by key and its answer by hash: no prompt is
         # rendered again, and the full snapshots are read only when something is missing.
