@@ -8,7 +8,6 @@ responses for audit; neither ever holds an API key.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +19,15 @@ _SCHEMA = """
 create table if not exists responses (
     request_hash text primary key,
     request_json text not null,
-    response_json text not null
+    backend text not null,
+    text text not null,
+    reasoning text,
+    prompt_tokens integer,
+    completion_tokens integer,
+    reasoning_tokens integer,
+    latency_ms real,
+    finish_reason text,
+    attempts integer not null
 );
 create table if not exists exported (
     request_hash text primary key,
@@ -31,6 +38,20 @@ create table if not exists request_index (
     request_hash text not null
 )
 """
+# Response's fields in its declaration order, as columns; `error` is never stored.
+_RESPONSE_FIELDS = (
+    "request_hash",
+    "backend",
+    "text",
+    "reasoning",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "latency_ms",
+    "finish_reason",
+    "attempts",
+)
+_RESPONSE_COLUMNS = ", ".join(_RESPONSE_FIELDS)
 _LOOKUP_BATCH = 900  # under SQLite's default limit of host parameters
 
 
@@ -58,12 +79,13 @@ class ResponseCache:
         for start in range(0, len(wanted), _LOOKUP_BATCH):
             chunk = wanted[start : start + _LOOKUP_BATCH]
             rows = self._connection.execute(
-                "select request_hash, response_json from responses where request_hash in "
+                f"select {_RESPONSE_COLUMNS} from responses where request_hash in "
                 f"({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            for request_hash, body in rows:
-                found[request_hash] = Response.from_dict(json.loads(body))
+            # Columns, not a JSON document: a rerun reads back answers without decoding.
+            for row in rows:
+                found[row[0]] = Response(*row)
         return found
 
     def put(self, request: ChatRequest, response: Response) -> None:
@@ -75,8 +97,9 @@ class ResponseCache:
         if response.text is None:
             raise ValueError(f"{request_hash}: failures are not cached ({response.error})")
         self._connection.execute(
-            "insert or replace into responses values (?, ?, ?)",
-            (request_hash, request_json, json.dumps(response.to_dict())),
+            "insert or replace into responses (request_json, "
+            f"{_RESPONSE_COLUMNS}) values (?, {', '.join('?' * len(_RESPONSE_FIELDS))})",
+            (request_json, *(getattr(response, name) for name in _RESPONSE_FIELDS)),
         )
 
     def lookup_requests(self, keys: Iterable[str]) -> dict[str, str]:

@@ -104,7 +104,10 @@ def landing_file(data_dir: Path, arm: str, decision_date: date) -> Path:
 
 
 # What deciding needs besides the prompt: a rerun that finds every request reads only these.
-_DECISION_COLUMNS = "market, ticker, decision_date, snapshot_hash, signals, features"
+_DECISION_COLUMNS = (
+    "market, ticker, decision_date, snapshot_hash, signals, features.last_close as last_close"
+)
+_ALL_COLUMNS = "*, features.last_close as last_close"
 
 
 def load_snapshots(
@@ -255,7 +258,7 @@ def decision_row(
         parsed = parse_decision(response.text, arm.mode)
         parse_status, parse_error = parsed.status, parsed.error
     attitude = get_attitude(arm.attitude)
-    last_close = (snapshot.get("features") or {}).get("last_close")
+    last_close = snapshot["last_close"]
     unrealized = (
         last_close / state.entry_close - 1.0
         if state.exposure > 0 and state.entry_close and last_close
@@ -322,10 +325,10 @@ class _Failed:
 _FAILED = _Failed()
 
 
-def _write_partition(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_partition(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(rows, schema=LLM_DECISIONS_SCHEMA), temporary)
+    pq.write_table(table, temporary)
     os.replace(temporary, path)
 
 
@@ -359,7 +362,7 @@ def run_arm(
         hashes = cache.lookup_requests(keys)
         cached = cache.get_many(hashes.values())
         if any(hashes.get(key) not in cached for key in keys):
-            snapshots = snapshots_with("*")
+            snapshots = snapshots_with(_ALL_COLUMNS)
         built = {
             index: build_request(arm, snapshot, token_budget)
             for index, (key, snapshot) in enumerate(zip(keys, snapshots, strict=True))
@@ -399,9 +402,14 @@ def run_arm(
             state.get(position, PositionState()),
         )
         rows_by_date.setdefault(snapshot["decision_date"], []).append(row)
+    # One Arrow conversion for the run, then one slice per decision date (rows are in date order).
+    ordered = [row for _, rows in sorted(rows_by_date.items()) for row in rows]
+    table = pa.Table.from_pylist(ordered, schema=LLM_DECISIONS_SCHEMA)
+    offset = 0
     for decision_date, rows in sorted(rows_by_date.items()):
         path = landing_file(data_dir, arm.slug, decision_date)
-        _write_partition(path, rows)
+        _write_partition(path, table.slice(offset, len(rows)))
+        offset += len(rows)
         summary.files.append(path)
         summary.decisions += len(rows)
         summary.parse_failures += sum(row["parse_status"] == "failed" for row in rows)

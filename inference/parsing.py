@@ -912,6 +912,7 @@ def _duplicate_keys_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _EXACT_KEYS = frozenset(("action", "target_exposure", "confidence", "rule", "reason"))
+_KEY_COLON = re.compile(r'"\s*:')
 
 
 def _unit_number(value: Any) -> bool:
@@ -926,8 +927,12 @@ def _exact_answer(text: str) -> ParsedDecision | None:
     stripped = text.strip()
     if not (stripped.startswith("{") and stripped.endswith("}")):
         return None
+    # Five `"...":` in all means five keys and no room for a duplicate: skip the slower hook.
+    hook = (
+        None if len(_KEY_COLON.findall(stripped)) == len(_EXACT_KEYS) else _duplicate_keys_refused
+    )
     try:
-        data = json.loads(stripped, object_pairs_hook=_duplicate_keys_refused)
+        data = json.loads(stripped, object_pairs_hook=hook)
     except ValueError:
         return None
     if not isinstance(data, dict) or data.keys() != _EXACT_KEYS:
