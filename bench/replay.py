@@ -1,0 +1,70 @@
+"""Cached decisions per second: the whole decision path of a finished partition rerun.
+
+Generates the 500-ticker bench market of `pit_build.py` (252 sessions by default), builds
+`pit_snapshots` with dbt, answers every snapshot once with the reference backend (this renders
+every prompt and fills the response cache), then reruns the same arm and times the replay:
+snapshot keys looked up in the cache, answers read back, parsed, the guardrail applied, one
+Parquet file per date written, with zero backend calls. Target: >= 20 000 decisions/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pit_build import PitVars, build_with_dbt, generate  # noqa: E402
+
+from inference.engine import run_arm  # noqa: E402
+from inference.experiments import load_experiment  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=252)
+    parser.add_argument("--arm", default="reference__strict")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="replay_") as folder:
+        data_dir = Path(folder)
+        dataset = generate(data_dir, args.sessions, PitVars.from_project())
+        _, snapshots = build_with_dbt(dataset)
+        arm = load_experiment().arm(args.arm)
+        days = list(dataset.decisions)
+        settings = {
+            "data_dir": data_dir,
+            "warehouse": data_dir / "warehouse.duckdb",
+            "cache_path": data_dir / "cache.sqlite",
+            "markets": ["us"],
+        }
+        started = time.perf_counter()
+        first = run_arm(arm, days, **settings)
+        seconds = time.perf_counter() - started
+        print(
+            f"{snapshots} snapshots; first run: {first.calls} calls in {seconds:.1f} s "
+            f"({first.decisions / seconds:,.0f} decisions/s, prompts rendered)"
+        )
+        rates = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            replay = run_arm(arm, days, **settings)
+            seconds = time.perf_counter() - started
+            if replay.calls:
+                print(f"!!! the replay made {replay.calls} calls")
+                return 1
+            rates.append(replay.decisions / seconds)
+            print(
+                f"replay: {replay.decisions} decisions, 0 calls, {seconds:.2f} s, "
+                f"{rates[-1]:,.0f} decisions/s"
+            )
+        print(f"best replay: {max(rates):,.0f} cached decisions/s (target >= 20,000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
