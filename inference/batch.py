@@ -50,12 +50,7 @@ def export_batch(
     markets: Sequence[str] = ("us", "cn"),
     token_budget: int = DEFAULT_TOKEN_BUDGET,
 ) -> ExportSummary:
-    wanted = set(dates)
-    snapshots = [
-        s
-        for s in load_snapshots(warehouse, min(dates), max(dates), markets)
-        if s["decision_date"] in wanted
-    ]
+    snapshots = load_snapshots(warehouse, dates, markets)
     requests = list(
         {r.hash: r for r in (build_request(arm, s, token_budget) for s in snapshots)}.values()
     )
@@ -86,17 +81,7 @@ def _response_of(line: dict, number: int, source: Path) -> Response:
     if error or status != 200:
         detail = (error or {}).get("message") if isinstance(error, dict) else error
         return Response(custom_id, NAME, None, error=f"batch error: {detail or f'HTTP {status}'}")
-    completion = parse_completion(response.get("body"))
-    return Response(
-        request_hash=custom_id,
-        backend=NAME,
-        text=completion.text,
-        reasoning=completion.reasoning,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        reasoning_tokens=completion.reasoning_tokens,
-        finish_reason=completion.finish_reason,
-    )
+    return parse_completion(response.get("body")).response(custom_id, NAME)
 
 
 def import_batch(path: Path, cache_path: Path) -> ImportSummary:

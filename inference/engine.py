@@ -111,18 +111,23 @@ _ALL_COLUMNS = "*, features.last_close as last_close"
 
 
 def load_snapshots(
-    warehouse: Path, start: date, end: date, markets: Sequence[str], columns: str = "*"
+    warehouse: Path, dates: Sequence[date], markets: Sequence[str], columns: str = "*"
 ) -> list[dict[str, Any]]:
+    """The snapshots of these decision dates and markets, in (date, market, ticker) order."""
     if not warehouse.is_file():
         raise FileNotFoundError(f"{warehouse}: no warehouse; run `strat-llm build` first")
+    if not dates:
+        return []
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         cursor = connection.execute(
             f"select {columns} from pit_snapshots where decision_date between ? and ? and market"
             f" in ({','.join('?' * len(markets))}) order by decision_date, market, ticker",
-            [start, end, *markets],
+            [min(dates), max(dates), *markets],
         )
-        columns = [column[0] for column in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        names = [column[0] for column in cursor.description]
+        wanted = set(dates)
+        rows = (dict(zip(names, row, strict=True)) for row in cursor.fetchall())
+        return [row for row in rows if row["decision_date"] in wanted]
 
 
 def build_request(arm: Arm, snapshot: dict[str, Any], token_budget: int) -> ChatRequest:
@@ -347,13 +352,7 @@ def run_arm(
     summary = RunSummary(arm=arm.slug)
     if not dates:
         return summary
-    wanted = set(dates)
-
-    def snapshots_with(columns: str) -> list[dict[str, Any]]:
-        rows = load_snapshots(warehouse, min(dates), max(dates), markets, columns)
-        return [row for row in rows if row["decision_date"] in wanted]
-
-    snapshots = snapshots_with(_DECISION_COLUMNS)
+    snapshots = load_snapshots(warehouse, dates, markets, _DECISION_COLUMNS)
     recipe = request_recipe(arm, token_budget)
     keys = [snapshot_key(recipe, snapshot) for snapshot in snapshots]
     with ResponseCache(cache_path) as cache:
@@ -362,7 +361,7 @@ def run_arm(
         hashes = cache.lookup_requests(keys)
         cached = cache.get_many(hashes.values())
         if any(hashes.get(key) not in cached for key in keys):
-            snapshots = snapshots_with(_ALL_COLUMNS)
+            snapshots = load_snapshots(warehouse, dates, markets, _ALL_COLUMNS)
         built = {
             index: build_request(arm, snapshot, token_budget)
             for index, (key, snapshot) in enumerate(zip(keys, snapshots, strict=True))

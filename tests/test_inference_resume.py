@@ -53,9 +53,7 @@ def test_sigkill_mid_range_then_rerun_loses_nothing_and_repeats_nothing(
     arm_for = load_experiment().arm
     with OpenAIServer(latency_s=0.2) as server:
         arm = arm_for("fake__free", base_url=server.base_url)
-        snapshots = [
-            s for s in load_snapshots(sample_copy.warehouse, DAYS[0], DAYS[-1], ["us", "cn"])
-        ]
+        snapshots = [s for s in load_snapshots(sample_copy.warehouse, DAYS, ["us", "cn"])]
         hash_by_messages = {
             json.dumps(build_request(arm, s, 3000).message_dicts()): build_request(
                 arm, s, 3000

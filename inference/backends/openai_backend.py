@@ -85,6 +85,22 @@ class Completion:
     reasoning_tokens: int | None
     finish_reason: str | None
 
+    def response(
+        self, request_hash: str, backend: str, attempts: int = 1, latency_ms: float | None = None
+    ) -> Response:
+        return Response(
+            request_hash=request_hash,
+            backend=backend,
+            text=self.text,
+            reasoning=self.reasoning,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            latency_ms=latency_ms,
+            finish_reason=self.finish_reason,
+            attempts=attempts,
+        )
+
 
 @dataclass(frozen=True)
 class _Run:
@@ -223,7 +239,9 @@ class OpenAIBackend:
                 failure = self._classify(exc, url, body, context)
             else:
                 latency_ms = (time.perf_counter() - started) * 1000.0
-                return self._response(request, completion, attempt, latency_ms)
+                return completion.response(
+                    request.hash, self.name, attempts=attempt, latency_ms=latency_ms
+                )
             finally:
                 self._in_flight[url] -= 1
             log.info(
@@ -238,22 +256,6 @@ class OpenAIBackend:
         error = f"gave up after {attempt} {word}: {failure.message}"
         log.warning("request %s failed: %s", request.hash[:12], error)
         return Response(request.hash, self.name, text=None, attempts=attempt, error=error)
-
-    def _response(
-        self, request: ChatRequest, completion: Completion, attempts: int, latency_ms: float
-    ) -> Response:
-        return Response(
-            request_hash=request.hash,
-            backend=self.name,
-            text=completion.text,
-            reasoning=completion.reasoning,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            reasoning_tokens=completion.reasoning_tokens,
-            latency_ms=latency_ms,
-            finish_reason=completion.finish_reason,
-            attempts=attempts,
-        )
 
     # --- requests --------------------------------------------------------------------------
 

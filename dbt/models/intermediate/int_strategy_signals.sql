@@ -44,13 +44,9 @@ recent as (
         end as recent_report_growth
     from prices
     left join news
-        on prices.market = news.market
-        and prices.ticker = news.ticker
-        and prices.decision_date = news.decision_date
+        on {{ same_snapshot('prices', 'news') }}
     left join reports
-        on prices.market = reports.market
-        and prices.ticker = reports.ticker
-        and prices.decision_date = reports.decision_date
+        on {{ same_snapshot('prices', 'reports') }}
 ),
 
 final as (

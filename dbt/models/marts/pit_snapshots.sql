@@ -62,17 +62,11 @@ assembled as (
         reports.report_published_at
     from prices
     inner join signals
-        on prices.market = signals.market
-        and prices.ticker = signals.ticker
-        and prices.decision_date = signals.decision_date
+        on {{ same_snapshot('prices', 'signals') }}
     left join news
-        on prices.market = news.market
-        and prices.ticker = news.ticker
-        and prices.decision_date = news.decision_date
+        on {{ same_snapshot('prices', 'news') }}
     left join reports
-        on prices.market = reports.market
-        and prices.ticker = reports.ticker
-        and prices.decision_date = reports.decision_date
+        on {{ same_snapshot('prices', 'reports') }}
 ),
 
 final as (
