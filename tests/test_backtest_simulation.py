@@ -1,0 +1,402 @@
+"""Execution simulation and baselines: hand-computed cases, then vectorised == reference."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backtest.baselines import buy_and_hold, random_targets, rule_only
+from backtest.simulation import (
+    Book,
+    SeriesRules,
+    SimulationResult,
+    TradingRules,
+    board_price_limit_pct,
+    execute_at_open,
+    price_limits,
+    round_trips,
+    simulate,
+    simulate_one_series,
+)
+
+NAN = math.nan
+SEED_CSV = Path(__file__).resolve().parents[1] / "dbt" / "seeds" / "market_rules.csv"
+# The seed's costs, written out so that a hand computation below reads them directly.
+US = TradingRules(lot_size=1, commission_bps=1.0, min_commission=1.0, slippage_bps=5.0)
+CN = TradingRules(
+    lot_size=100,
+    commission_bps=2.5,
+    min_commission=5.0,
+    stamp_duty_sell_bps=5.0,
+    slippage_bps=5.0,
+    price_limit_pct=10.0,
+    t_plus_one=True,
+)
+FREE = TradingRules(initial_capital=100_000.0)  # no costs, no lots, no limits
+
+
+def run(target, open_, close, *rules: TradingRules, prev_close=None) -> SimulationResult:
+    """`simulate` on small literal inputs, one row per rules object."""
+    as_rows = [np.atleast_2d(np.asarray(a, dtype=float)) for a in (target, open_, close)]
+    if prev_close is not None:
+        prev_close = np.atleast_2d(np.asarray(prev_close, dtype=float))
+    return simulate(*as_rows, SeriesRules.stack(rules), prev_close=prev_close)
+
+
+def test_market_rules_seed_reads_into_trading_rules():
+    with SEED_CSV.open(encoding="utf-8") as handle:
+        rows = {row["market"]: row for row in csv.DictReader(handle)}
+    us = TradingRules.from_market_row(rows["us"])
+    cn = TradingRules.from_market_row(rows["cn"])
+    assert replace(us, initial_capital=US.initial_capital) == US
+    assert math.isnan(us.price_limit_pct) and not us.t_plus_one
+    assert replace(cn, initial_capital=CN.initial_capital) == CN
+    assert TradingRules.from_market_row(rows["cn"], price_limit_pct=20.0).price_limit_pct == 20.0
+
+
+def test_board_price_limit_pct():
+    assert board_price_limit_pct("600519", 10.0) == 10.0  # Shanghai main board
+    assert board_price_limit_pct("300750", 10.0) == 20.0  # ChiNext
+    assert board_price_limit_pct("688981", 10.0) == 20.0  # STAR
+    assert board_price_limit_pct("600000", 10.0, is_st=True) == 5.0
+
+
+def test_us_costs_minimum_commission_and_slippage_on_both_sides():
+    rules = replace(US, initial_capital=10_000.0)
+    result = run([0.5, 0.0], [100.0, 102.0], [101.0, 103.0], rules)
+    # Session 0, buy at 100 x 1.0005 = 100.05: floor(0.5 x 10000 / 100.05) = floor(49.975) = 49.
+    # Notional 49 x 100.05 = 4902.45; commission 0.49 bps-wise, so the minimum 1.00 applies.
+    # Cash 10000 - 4903.45 = 5096.55; at the close 49 x 101 = 4949, equity 10045.55.
+    # Session 1, sell at 102 x 0.9995 = 101.949: notional 4995.501, commission again the
+    # minimum 1.00, no stamp duty in the US. Cash 5096.55 + 4994.501 = 10091.051.
+    np.testing.assert_allclose(result.fill_price[0], [100.05, 101.949])
+    np.testing.assert_array_equal(result.traded_shares[0], [49, -49])
+    np.testing.assert_allclose(result.fees[0], [1.0, 1.0])
+    np.testing.assert_allclose(result.cash[0], [5096.55, 10091.051])
+    np.testing.assert_allclose(result.equity[0], [10045.55, 10091.051])
+    np.testing.assert_allclose(result.daily_return[0], [0.004555, 10091.051 / 10045.55 - 1])
+
+
+def test_cn_sell_pays_commission_and_stamp_duty():
+    rules = replace(CN, initial_capital=1_000_000.0)
+    result = run([1.0, 0.0], [10.0, 10.5], [10.2, 10.4], rules)
+    # Session 0, buy at 10.005: 1e6 / 10.005 = 99950.02 -> 999 lots = 99900 shares.
+    # Notional 999499.5, commission 2.5 bps = 249.874875 (above the 5 minimum).
+    # Cash 1e6 - 999749.374875 = 250.625125.
+    # Session 1 (limit-up 11.22, open 10.50 is free to trade), sell at 10.5 x 0.9995 = 10.49475:
+    # notional 99900 x 10.49475 = 1048425.525; commission 262.10638125; stamp duty 5 bps =
+    # 524.2127625; fees 786.31914375; cash 250.625125 + 1047639.20585625 = 1047889.83098125.
+    np.testing.assert_array_equal(result.shares[0], [99_900, 0])
+    np.testing.assert_allclose(result.fees[0], [249.874875, 786.31914375])
+    np.testing.assert_allclose(result.cash[0], [250.625125, 1_047_889.83098125])
+    np.testing.assert_allclose(result.equity[0], [250.625125 + 99_900 * 10.2, 1_047_889.83098125])
+    np.testing.assert_allclose(result.exposure[0], [99_900 * 10.2 / (250.625125 + 1_018_980), 0])
+
+
+def test_lots_round_down_to_100_shares_in_cn_and_1_share_in_us():
+    cn = replace(FREE, lot_size=100)
+    result = run([[0.5], [0.5]], [[13.0], [13.0]], [[13.0], [13.0]], cn, FREE)
+    # 0.5 x 100000 / 13 = 3846.15 shares: 38 lots of 100 in CN, 3846 single shares in the US.
+    np.testing.assert_array_equal(result.shares[:, 0], [3_800, 3_846])
+    np.testing.assert_allclose(result.cash[:, 0], [100_000 - 3_800 * 13, 100_000 - 3_846 * 13])
+
+
+def test_buy_shrinks_by_whole_lots_so_cash_never_goes_negative():
+    cn = replace(CN, slippage_bps=0.0, initial_capital=10_000.0)
+    us = replace(US, slippage_bps=0.0, initial_capital=10_000.0)
+    result = run([[1.0], [1.0]], [[10.0], [100.0]], [[10.0], [100.0]], cn, us)
+    # CN: 10000 / 10 = 1000 shares would cost 10000 + max(5, 2.5) = 10005 > 10000, so one lot
+    # less: 900 x 10 + 5 = 9005, cash 995.
+    # US: 100 shares would cost 10000 + max(1, 1.0) = 10001 > 10000: 99 x 100 + 1 = 9901, cash 99.
+    np.testing.assert_array_equal(result.shares[:, 0], [900, 99])
+    np.testing.assert_allclose(result.cash[:, 0], [995.0, 99.0])
+    # Cash below the minimum commission buys nothing (and pays nothing).
+    broke = replace(cn, initial_capital=4.0)
+    poor = run([1.0], [0.5], [0.5], broke)
+    assert poor.shares[0, 0] == 0 and poor.fees[0, 0] == 0 and poor.cash[0, 0] == 4.0
+
+
+@pytest.mark.parametrize(
+    ("pct", "prev_close", "limit_up", "limit_down"),
+    [
+        # Main board: 10.15 x 1.1 = 11.165 -> 11.17 half-up (Python's round() says 11.16);
+        # 10.15 x 0.9 = 9.135 -> 9.14.
+        (10.0, 10.15, 11.17, 9.14),
+        # ChiNext / STAR: 10.05 x 1.2 = 12.06, 10.05 x 0.8 = 8.04.
+        (20.0, 10.05, 12.06, 8.04),
+        # ST: 10.15 x 1.05 = 10.6575 -> 10.66, 10.15 x 0.95 = 9.6425 -> 9.64.
+        (5.0, 10.15, 10.66, 9.64),
+    ],
+)
+def test_price_limits_half_up_and_orders_blocked_at_the_limit(
+    pct, prev_close, limit_up, limit_down
+):
+    up, down = price_limits(np.array([prev_close]), np.array([pct]))
+    assert (up[0], down[0]) == (limit_up, limit_down)
+
+    rules = replace(CN, price_limit_pct=pct, initial_capital=100_000.0)
+    # Buy: session 0 closes at prev_close with no decision; session 1 opens at limit-up
+    # (blocked, stays flat) or one cent under it (fills).
+    buys = run(
+        [[NAN, 1.0], [NAN, 1.0]],
+        [[prev_close, limit_up], [prev_close, round(limit_up - 0.01, 2)]],
+        [[prev_close, limit_up], [prev_close, limit_up]],
+        rules,
+        rules,
+    )
+    np.testing.assert_array_equal(buys.limit_blocked[:, 1], [True, False])
+    assert buys.shares[0, 1] == 0 and buys.fees[0, 1] == 0 and buys.shares[1, 1] > 0
+    # Sell: bought at session 0's open (no previous close, no limit), closes at prev_close;
+    # session 1 opens at limit-down (blocked, shares kept) or one cent above it (sold).
+    sells = run(
+        [[1.0, 0.0], [1.0, 0.0]],
+        [[prev_close, limit_down], [prev_close, round(limit_down + 0.01, 2)]],
+        [[prev_close, limit_down], [prev_close, limit_down]],
+        rules,
+        rules,
+    )
+    np.testing.assert_array_equal(sells.limit_blocked[:, 1], [True, False])
+    assert sells.shares[0, 1] == sells.shares[0, 0] > 0 and sells.shares[1, 1] == 0
+    # A blocked order is dropped, not queued: with no new decision the next session keeps.
+    dropped = run(
+        [NAN, 1.0, NAN], [10.0, 11.0, 10.5], [10.0, 10.5, 10.6], replace(CN, t_plus_one=False)
+    )
+    assert dropped.limit_blocked[0, 1] and dropped.shares[0, 2] == 0
+
+
+def test_prev_close_argument_sets_the_first_sessions_limit():
+    # Without it the first bar has no reference and trades; with prev_close 10.0 an open of
+    # 11.0 is limit-up (10 x 1.1 = 11.00) and the buy is blocked.
+    free = run([1.0], [11.0], [11.0], CN)
+    limited = run([1.0], [11.0], [11.0], CN, prev_close=[10.0])
+    assert free.shares[0, 0] > 0 and limited.shares[0, 0] == 0 and limited.limit_blocked[0, 0]
+
+
+def test_t_plus_one_forbids_selling_shares_bought_in_the_same_session():
+    rules = SeriesRules.stack([replace(CN, slippage_bps=0.0), replace(CN, t_plus_one=False)])
+    book = Book.opening(rules)
+    opens, no_prev = np.array([10.0, 10.0]), np.array([NAN, NAN])
+    bought = execute_at_open(book, np.array([1.0, 1.0]), opens, no_prev, rules)
+    assert (bought.traded > 0).all()
+    # A second order in the same session: the T+1 series cannot sell what it just bought, the
+    # T+0 series can. (`simulate` places one order per session, before any buy, so T+1 never
+    # binds there: shares bought at an open are sellable from the next session's open.)
+    held = book.shares.copy()
+    again = execute_at_open(book, np.array([0.0, 0.0]), opens, no_prev, rules)
+    assert again.traded[0] == 0 and again.fees[0] == 0 and book.shares[0] == held[0]
+    assert again.traded[1] == -held[1] and book.shares[1] == 0
+    book.new_session()
+    next_day = execute_at_open(book, np.array([0.0, 0.0]), opens, no_prev, rules)
+    assert next_day.traded[0] == -held[0]
+    # In `simulate`: bought at session 0, sold at session 1's open.
+    result = run([1.0, 0.0], [10.0, 10.2], [10.1, 10.2], CN)
+    assert result.shares[0, 0] > 0 and result.shares[0, 1] == 0
+
+
+def test_nan_target_keeps_shares_and_no_bar_skips_the_decision():
+    result = run(
+        [0.5, NAN, NAN, 1.0, NAN],
+        [100.0, 150.0, 60.0, NAN, 80.0],
+        [100.0, 140.0, 70.0, NAN, 90.0],
+        FREE,
+    )
+    # 0.5 x 100000 / 100 = 500 shares, then kept whatever the price does (no rebalancing).
+    # Session 3 has no bar: its decision (1.0) is skipped and the position is marked at the
+    # last close (70); session 4 has no decision, so still 500 shares.
+    np.testing.assert_array_equal(result.shares[0], [500, 500, 500, 500, 500])
+    np.testing.assert_array_equal(result.traded_shares[0], [500, 0, 0, 0, 0])
+    np.testing.assert_allclose(result.position_value[0], [50_000, 70_000, 35_000, 35_000, 45_000])
+    assert result.daily_return[0, 3] == 0.0
+    assert np.isnan(result.fill_price[0, 1:]).all() and (result.fees[0, 1:] == 0).all()
+
+
+def test_buy_and_hold_follows_the_close_net_of_one_entry_cost():
+    rules = replace(US, initial_capital=100_000.0)
+    closes = np.array([50.5, 51.2, 49.8, 52.0, 53.1])
+    opens = np.array([50.0, 50.6, 51.0, 50.1, 52.4])
+    result = run(buy_and_hold(np.ones((1, 5), dtype=bool)), opens, closes, rules)
+    # Buy at 50 x 1.0005 = 50.025: 100000 / 50.025 = 1999.0005 -> 1999 shares, but
+    # 99999.975 + commission 9.9999975 exceeds the cash, so 1998: notional 99949.95,
+    # commission 9.994995, cash left 40.055005. Then equity = 40.055005 + 1998 x close.
+    np.testing.assert_array_equal(result.shares[0], [1998] * 5)
+    np.testing.assert_allclose(result.equity[0], 40.055005 + 1998 * closes)
+    np.testing.assert_allclose(result.fees[0], [9.994995, 0, 0, 0, 0])
+    expected = np.diff(np.concatenate([[100_000.0], 40.055005 + 1998 * closes]))
+    np.testing.assert_allclose(np.diff(np.concatenate([[100_000.0], result.equity[0]])), expected)
+
+
+def random_market(
+    rng: np.random.Generator, n_series: int, n_sessions: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, SeriesRules]:
+    """Random prices in cents (CN series respect and often touch their limits), missing bars,
+    targets from fixed levels and continuous, NaN 40 % of the time."""
+    choices = [
+        US,
+        replace(US, slippage_bps=0.0, min_commission=0.0),
+        CN,
+        replace(CN, price_limit_pct=20.0),
+        replace(CN, price_limit_pct=5.0),
+        replace(CN, t_plus_one=False, lot_size=10),
+    ]
+    rules = [
+        replace(
+            choices[rng.integers(len(choices))], initial_capital=float(rng.integers(5, 500) * 1e3)
+        )
+        for _ in range(n_series)
+    ]
+    pct = np.array([r.price_limit_pct for r in rules])
+    close = np.empty((n_series, n_sessions))
+    open_ = np.empty((n_series, n_sessions))
+    last = np.round(rng.uniform(2.0, 200.0, n_series), 2)
+    for t in range(n_sessions):
+        up, down = price_limits(last, pct)
+        up, down = np.where(np.isnan(up), np.inf, up), np.where(np.isnan(down), 0.01, down)
+        gap = np.round(last * np.exp(rng.normal(0, 0.03, n_series)), 2)
+        at_limit = rng.random(n_series)
+        limited = ~np.isnan(pct)
+        gap = np.where(limited & (at_limit < 0.05), up, gap)
+        gap = np.where(limited & (at_limit > 0.95), down, gap)
+        open_[:, t] = np.clip(gap, np.maximum(down, 0.01), up)
+        moved = np.round(open_[:, t] * np.exp(rng.normal(0, 0.02, n_series)), 2)
+        close[:, t] = np.clip(moved, np.maximum(down, 0.01), up)
+        last = close[:, t]
+    missing = rng.random((n_series, n_sessions)) < 0.05
+    missing[:, : n_sessions // 10] |= (np.arange(n_series) % 7 == 0)[:, None]  # late starters
+    open_[missing], close[missing] = np.nan, np.nan
+    target = rng.choice([0.0, 0.25, 0.5, 1.0], size=(n_series, n_sessions))
+    continuous = rng.random((n_series, n_sessions)) < 0.3
+    target[continuous] = rng.uniform(size=continuous.sum())
+    target[rng.random((n_series, n_sessions)) < 0.4] = np.nan
+    return target, open_, close, SeriesRules.stack(rules)
+
+
+def assert_same(vectorised: SimulationResult, index: int, reference: SimulationResult) -> None:
+    for field in fields(SimulationResult):
+        np.testing.assert_allclose(
+            getattr(vectorised, field.name)[index],
+            getattr(reference, field.name),
+            rtol=0,
+            atol=1e-9,
+            err_msg=f"series {index}: {field.name}",
+        )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_vectorised_simulation_equals_the_per_series_loop(seed):
+    rng = np.random.default_rng(seed)
+    target, open_, close, rules = random_market(rng, 300, 120)
+    result = simulate(target, open_, close, rules)
+    for index in range(len(rules)):
+        reference = simulate_one_series(
+            target[index], open_[index], close[index], rules.series(index)
+        )
+        assert_same(result, index, reference)
+    # Session-major (Fortran-order) inputs take the no-copy path and give the same result.
+    session_major = simulate(*(np.asfortranarray(a) for a in (target, open_, close)), rules)
+    np.testing.assert_array_equal(session_major.equity, result.equity)
+    np.testing.assert_array_equal(session_major.traded_shares, result.traded_shares)
+    # The inputs exercised what they should, and the invariants hold everywhere.
+    assert result.limit_blocked.sum() > 50
+    assert (result.traded_shares > 0).sum() > 1000 and (result.traded_shares < 0).sum() > 1000
+    assert (result.cash >= 0).all() and (result.shares >= 0).all()
+    assert (result.shares % rules.lot_size[:, None] == 0).all()
+
+
+def test_vectorised_equals_loop_with_explicit_prev_close():
+    rng = np.random.default_rng(7)
+    target, open_, close, rules = random_market(rng, 60, 40)
+    prev_close = np.round(np.where(np.isnan(open_), np.nan, open_ * rng.uniform(0.9, 1.1)), 2)
+    result = simulate(target, open_, close, rules, prev_close=prev_close)
+    for index in range(len(rules)):
+        reference = simulate_one_series(
+            target[index], open_[index], close[index], rules.series(index), prev_close[index]
+        )
+        assert_same(result, index, reference)
+
+
+def test_round_trips_of_a_scaled_position():
+    result = run(
+        [0.5, 1.0, 0.5, 0.0, NAN, 1.0],
+        [100.0, 110.0, 120.0, 90.0, 95.0, 100.0],
+        [100.0, 110.0, 120.0, 90.0, 95.0, 100.0],
+        FREE,
+    )
+    # Session 0: 0.5 x 100000 / 100 = 500 shares (-50000). Session 1: equity 50000 + 500 x 110 =
+    # 105000, floor(105000 / 110) = 954 wanted, add 454 @110 (-49940), cash 60. Session 2: equity
+    # 60 + 954 x 120 = 114540, floor(57270 / 120) = 477 wanted, sell 477 @120 (+57240).
+    # Session 3: sell 477 @90 (+42930). One trip: entry 99940, exit 100170, pnl +230 (a win).
+    # The buy at session 5 is still open and is not a trip.
+    trips = round_trips(result, series=["arm|AAA"], sessions=list("abcdef"))
+    assert len(trips) == 1
+    trip = trips.iloc[0]
+    assert (trip["series"], trip["entry_session"], trip["exit_session"]) == ("arm|AAA", "a", "d")
+    assert trip["n_fills"] == 4 and trip["holding_sessions"] == 3
+    assert trip["entry_value"] == pytest.approx(99_940.0)
+    assert trip["exit_value"] == pytest.approx(100_170.0)
+    assert trip["net_pnl"] == pytest.approx(230.0) and trip["win"]
+    assert trip["return"] == pytest.approx(230.0 / 99_940.0)
+    assert result.equity[0, 3] - 100_000.0 == pytest.approx(trip["net_pnl"])
+
+
+def test_round_trips_sum_to_the_total_pnl():
+    rng = np.random.default_rng(11)
+    target, open_, close, rules = random_market(rng, 200, 80)
+    target[:, -1] = 0.0  # exit everywhere (a missing bar or limit-down may still keep some)
+    result = simulate(target, open_, close, rules)
+    trips = round_trips(result)
+    flat = np.flatnonzero(result.shares[:, -1] == 0)
+    assert len(flat) > 150 and len(trips) > 500
+    pnl = trips.groupby("series")["net_pnl"].sum().reindex(flat, fill_value=0.0).to_numpy()
+    total = result.equity[flat, -1] - rules.initial_capital[flat]
+    np.testing.assert_allclose(pnl, total, rtol=0, atol=1e-6)
+    assert (trips["win"] == (trips["net_pnl"] > 0)).all()
+    assert (trips["exit_session"] > trips["entry_session"]).all()
+
+
+def test_round_trips_of_no_trades_is_an_empty_frame():
+    trips = round_trips(run([NAN, NAN], [10.0, 11.0], [10.0, 11.0], FREE))
+    assert trips.empty and "net_pnl" in trips.columns
+
+
+def test_daily_returns_compound_to_the_total_return():
+    empyrical = pytest.importorskip("empyrical")
+    rng = np.random.default_rng(3)
+    target, open_, close, rules = random_market(rng, 20, 60)
+    result = simulate(target, open_, close, rules)
+    for index in range(20):
+        total = empyrical.cum_returns_final(result.daily_return[index])
+        expected = result.equity[index, -1] / rules.initial_capital[index] - 1
+        assert total == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_baselines():
+    has_bar = np.array([[True, True, True], [False, True, True], [False, False, False]])
+    np.testing.assert_array_equal(
+        buy_and_hold(has_bar), [[1.0, NAN, NAN], [NAN, 1.0, NAN], [NAN, NAN, NAN]]
+    )
+    entry = np.array([[True, True, False, False]])
+    exit_ = np.array([[False, True, True, np.nan]])  # a missing signal did not fire
+    np.testing.assert_array_equal(rule_only(entry, exit_), [[1.0, 0.0, 0.0, NAN]])
+    first, again = random_targets((50, 30), seed=5), random_targets((50, 30), seed=5)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, random_targets((50, 30), seed=6))
+    assert set(np.unique(first)) == {0.0, 0.5, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("target", "open_", "close", "message"),
+    [
+        ([1.5], [10.0], [10.0], "outside 0..1"),
+        ([1.0], [np.nan], [10.0], "missing together"),
+        ([1.0], [-1.0], [10.0], "positive"),
+        ([1.0], [np.inf], [10.0], "finite"),
+    ],
+)
+def test_bad_inputs_are_refused(target, open_, close, message):
+    with pytest.raises(ValueError, match=message):
+        run(target, open_, close, FREE)
