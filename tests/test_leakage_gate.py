@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -12,10 +13,12 @@ import pytest
 
 from dagster_project.checks import GATE_CHECKS, pit_snapshots_leakage_gate, raw_contract_checks
 from dagster_project.cli import main
+from dagster_project.inference_assets import ARM_PARTITIONS, llm_decisions
 from dagster_project.ingest_assets import raw_tables
 from dagster_project.resources import DataDirResource, all_resources
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 from expectations.runner import GateRunner, knowledge_cutoff_warnings, run_gate
+from inference.engine import landing_file
 from ingest.layout import DataLayout
 
 ONE_ROW = (
@@ -66,31 +69,34 @@ def _tamper(layout: DataLayout, sql: str) -> None:
         connection.execute(sql)
 
 
-@dg.asset(deps=[dg.AssetKey("pit_snapshots")])
-def downstream_probe() -> None:
-    """Stands in for the inference asset: it may only run on a gated warehouse."""
-
-
-def _probe_materializes(layout: DataLayout) -> bool:
+def _inference_materializes(layout: DataLayout) -> bool:
+    """One partition of llm_decisions in the same run as the gate: it may only run on a
+    gated warehouse."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(ARM_PARTITIONS.name, ["reference__free"])
     result = dg.materialize(
-        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS, downstream_probe],
+        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS, llm_decisions],
         selection=dg.AssetSelection.checks(pit_snapshots_leakage_gate)
-        | dg.AssetSelection.assets(downstream_probe),
+        | dg.AssetSelection.assets(llm_decisions),
+        partition_key="reference__free|2025-03-12",
+        instance=instance,
         resources={**all_resources(), "data_dir": DataDirResource(data_dir=str(layout.data_dir))},
         raise_on_error=False,
     )
-    return any(
-        event.asset_key == downstream_probe.key
-        for event in result.get_asset_materialization_events()
+    landed = landing_file(layout.data_dir, "reference__free", date(2025, 3, 12)).exists()
+    materialized = any(
+        event.asset_key == llm_decisions.key for event in result.get_asset_materialization_events()
     )
+    assert landed == materialized
+    return materialized
 
 
-def test_clean_sample_passes_the_gate(built_sample: DataLayout, capsys):
-    assert main(["--data-dir", str(built_sample.data_dir), "check"]) == 0
+def test_clean_sample_passes_the_gate(sample_copy: DataLayout, capsys):
+    assert main(["--data-dir", str(sample_copy.data_dir), "check"]) == 0
     assert "all blocking checks passed" in capsys.readouterr().out
-    report = run_gate(built_sample.warehouse, built_sample.data_dir / "raw")
+    report = run_gate(sample_copy.warehouse, sample_copy.data_dir / "raw")
     assert report.passed, report.format()
-    assert _probe_materializes(built_sample)
+    assert _inference_materializes(sample_copy)
 
 
 @pytest.mark.parametrize("canary", sorted(CANARIES))
@@ -102,7 +108,7 @@ def test_canary_fails_check_and_blocks_downstream(sample_copy: DataLayout, canar
     assert "leakage gate failed" in err and expectation in err
     if "column" not in canary:
         assert "ticker=" in err and "decision_date=2025-03-12" in err
-    assert not _probe_materializes(sample_copy)
+    assert not _inference_materializes(sample_copy)
 
 
 def test_duplicates_are_found_across_chunks(sample_copy: DataLayout):
@@ -154,7 +160,7 @@ def test_missing_warehouse_is_named(tmp_path: Path):
         run_gate(tmp_path / "none.duckdb")
 
 
-def test_gate_frames_carry_session_opens(built_sample: DataLayout):
+def test_gate_frames_carry_session_opens():
     from expectations.runner import _with_session_opens
 
     frame = pd.DataFrame(
