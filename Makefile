@@ -25,7 +25,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME_DIR)
+	@mkdir -p $(DAGSTER_HOME_DIR) && touch $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/strat-llm demo --out $(STRAT_LLM_DATA)
 
 test: $(STAMP) lint
@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 ui: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME_DIR)
+	@mkdir -p $(DAGSTER_HOME_DIR) && touch $(DAGSTER_HOME_DIR)/dagster.yaml
 	@echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$(DAGSTER_HOME_DIR))"
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions
 
