@@ -208,3 +208,15 @@ def test_dbt_assets_are_grouped_by_folder_and_read_each_market():
 def test_build_without_ingest_names_the_missing_step(tmp_path: Path, capsys):
     assert main(["--data-dir", str(tmp_path / "empty"), "build"]) == 1
     assert "run `strat-llm ingest` first" in capsys.readouterr().err
+
+
+def test_sample_benchmarks_show_every_regime(sample_warehouse: DataLayout):
+    regimes = _query(
+        sample_warehouse, "select market, regime, count(*) as n from regime_labels group by all"
+    )
+    assert set(zip(regimes["market"], regimes["regime"], strict=True)) == {
+        (market, regime)
+        for market in ("us", "cn")
+        for regime in ("uptrend", "downtrend", "sideways")
+    }
+    assert (regimes["n"] >= 20).all()  # phases of at least a month each
