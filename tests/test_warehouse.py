@@ -220,3 +220,15 @@ def test_sample_benchmarks_show_every_regime(sample_warehouse: DataLayout):
         for regime in ("uptrend", "downtrend", "sideways")
     }
     assert (regimes["n"] >= 20).all()  # phases of at least a month each
+
+
+def test_daily_schedule_builds_the_session_of_the_day_before_any_cutoff():
+    from datetime import UTC, datetime
+
+    from dagster_project.schedules import pit_daily_schedule
+
+    tick = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2025, 3, 10, 0, 30, tzinfo=UTC)
+    )
+    requests = pit_daily_schedule.evaluate_tick(tick).run_requests
+    assert [request.partition_key for request in requests] == ["2025-03-10"]
