@@ -29,6 +29,7 @@ Run: `.venv/bin/python bench/backtest.py [--series 10000] [--sessions 252] [--su
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from dataclasses import fields, replace
@@ -51,16 +52,17 @@ from backtest.simulation import (  # noqa: E402
 
 SEED = 20250101
 TARGET_SPEED_UP = 100
-US = TradingRules(lot_size=1, commission_bps=1.0, min_commission=1.0, slippage_bps=5.0)
-CN = TradingRules(
-    lot_size=100,
-    commission_bps=2.5,
-    min_commission=5.0,
-    stamp_duty_sell_bps=5.0,
-    slippage_bps=5.0,
-    price_limit_pct=10.0,
-    t_plus_one=True,
-)
+MARKET_RULES_SEED = Path(__file__).resolve().parents[1] / "dbt" / "seeds" / "market_rules.csv"
+
+
+def seed_rules() -> dict[str, TradingRules]:
+    """The markets' costs and limits from the `market_rules` seed, their one definition."""
+    with MARKET_RULES_SEED.open(encoding="utf-8") as handle:
+        return {row["market"]: TradingRules.from_market_row(row) for row in csv.DictReader(handle)}
+
+
+RULES = seed_rules()
+US, CN = RULES["us"], RULES["cn"]
 CN_LIMITS = (10.0, 20.0, 5.0)
 CN_LIMIT_SHARES = (0.7, 0.2, 0.1)
 LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
