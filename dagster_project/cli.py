@@ -152,7 +152,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from ingest.layout import DataLayout
 
     layout = DataLayout.from_env()
-    cache_path = layout.data_dir / "cache" / "llm_responses.sqlite"
+    cache_path = layout.response_cache
     if args.action == "import":
         summary = import_batch(Path(args.file), cache_path)
         print(f"stored {summary.stored} answers in {cache_path}")

@@ -75,7 +75,7 @@ def llm_decisions(
             days,
             data_dir=layout.data_dir,
             warehouse=layout.warehouse,
-            cache_path=layout.data_dir / "cache" / "llm_responses.sqlite",
+            cache_path=layout.response_cache,
             markets=config.markets,
             token_budget=config.token_budget or DEFAULT_TOKEN_BUDGET,
         )

@@ -52,3 +52,8 @@ class DataLayout:
 
     def quarantine_file(self, market: str, table: str) -> Path:
         return self.data_dir / "quarantine" / market / f"{table}.parquet"
+
+    @property
+    def response_cache(self) -> Path:
+        """The LLM response cache (SQLite, inference.cache)."""
+        return self.data_dir / "cache" / "llm_responses.sqlite"

@@ -85,7 +85,7 @@ def test_export_answer_import_then_infer_without_calls(
         DAYS,
         data_dir=sample_copy.data_dir,
         warehouse=sample_copy.warehouse,
-        cache_path=sample_copy.data_dir / "cache" / "llm_responses.sqlite",
+        cache_path=sample_copy.response_cache,
         markets=["cn"],
     )
     assert summary.decisions == 42 and summary.cache_hits == 41 and summary.failures == 1

@@ -54,7 +54,7 @@ def _run(layout: DataLayout, slug: str, days: list[date]):
         days,
         data_dir=layout.data_dir,
         warehouse=layout.warehouse,
-        cache_path=layout.data_dir / "cache" / "llm_responses.sqlite",
+        cache_path=layout.response_cache,
     )
 
 

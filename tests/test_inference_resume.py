@@ -30,10 +30,12 @@ from datetime import date
 from pathlib import Path
 from inference.engine import run_arm
 from inference.experiments import load_experiment
-data, base_url, days = Path(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
+from ingest.layout import DataLayout
+layout = DataLayout(Path(sys.argv[1]))
+base_url, days = sys.argv[2], sys.argv[3].split(",")
 arm = load_experiment().arm("fake__free", base_url=base_url)
-run_arm(arm, [date.fromisoformat(d) for d in days], data_dir=data,
-        warehouse=data / "warehouse.duckdb", cache_path=data / "cache" / "llm_responses.sqlite")
+run_arm(arm, [date.fromisoformat(d) for d in days], data_dir=layout.data_dir,
+        warehouse=layout.warehouse, cache_path=layout.response_cache)
 """
 
 
@@ -49,7 +51,7 @@ def test_sigkill_mid_range_then_rerun_loses_nothing_and_repeats_nothing(
 ):
     monkeypatch.setenv("OPENAI_API_KEY", KEY_CANARY)
     data = sample_copy.data_dir
-    cache = data / "cache" / "llm_responses.sqlite"
+    cache = sample_copy.response_cache
     arm_for = load_experiment().arm
     with OpenAIServer(latency_s=0.2) as server:
         arm = arm_for("fake__free", base_url=server.base_url)

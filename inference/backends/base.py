@@ -28,10 +28,6 @@ class Response:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Response:
-        return cls(**values)
-
 
 class Backend(Protocol):
     name: str
