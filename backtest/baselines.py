@@ -48,11 +48,12 @@ def rule_only(entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
 
 
 def random_targets(
-    shape: tuple[int, int], seed: int, levels: Sequence[float] = RANDOM_LEVELS
+    shape: tuple[int, int], seed: int | Sequence[int], levels: Sequence[float] = RANDOM_LEVELS
 ) -> np.ndarray:
     """Seeded random arm: each session a uniform choice among `levels` (default 0, 0.5, 1).
 
-    Deterministic by seed (numpy's PCG64 `default_rng`), so the arm is reproducible and several
-    seeds give a spread of luck to compare the models against.
+    Deterministic by seed (numpy's PCG64 `default_rng`; a sequence such as (seed, market) gives
+    independent streams), so the arm is reproducible and several seeds give a spread of luck to
+    compare the models against.
     """
     return np.random.default_rng(seed).choice(np.asarray(levels, dtype=np.float64), size=shape)

@@ -35,6 +35,7 @@ from inference.parsing import parse_decision
 from inference.prompts import DEFAULT_TOKEN_BUDGET, PROMPT_VERSION, Position, render_prompt
 from inference.requests import ChatRequest, canonical_json
 from inference.strategies import STRATEGIES_SEED
+from ingest.load import write_atomically
 
 LLM_DECISIONS_SCHEMA = pa.schema(
     [
@@ -330,13 +331,6 @@ class _Failed:
 _FAILED = _Failed()
 
 
-def _write_partition(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-
-
 def run_arm(
     arm: Arm,
     dates: Sequence[date],
@@ -407,7 +401,8 @@ def run_arm(
     offset = 0
     for decision_date, rows in sorted(rows_by_date.items()):
         path = landing_file(data_dir, arm.slug, decision_date)
-        _write_partition(path, table.slice(offset, len(rows)))
+        part = table.slice(offset, len(rows))
+        write_atomically(path, lambda target, part=part: pq.write_table(part, target))
         offset += len(rows)
         summary.files.append(path)
         summary.decisions += len(rows)

@@ -54,6 +54,20 @@ class DataLayout:
         return self.data_dir / "quarantine" / market / f"{table}.parquet"
 
     @property
+    def landing_dir(self) -> Path:
+        """Python-written tables that dbt reads as the `landing` source."""
+        return self.data_dir / "landing"
+
+    @property
+    def decision_files(self) -> str:
+        """Glob of every arm's `llm_decisions` Parquet (one file per arm and decision date)."""
+        return str(self.landing_dir / "llm_decisions" / "arm=*" / "*.parquet")
+
+    def backtest_file(self, table: str) -> Path:
+        """A table of the last backtest run (`backtest.run`): sleeves, round_trips, arms."""
+        return self.landing_dir / "backtest" / f"{table}.parquet"
+
+    @property
     def response_cache(self) -> Path:
         """The LLM response cache (SQLite, inference.cache)."""
         return self.data_dir / "cache" / "llm_responses.sqlite"

@@ -75,7 +75,8 @@ def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
     return converted.replace_schema_metadata(None)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file beside `path`, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     write(temporary)
@@ -108,7 +109,7 @@ def _write_sessions(layout: DataLayout, result: MarketResult) -> list[str | None
     arrow = pa.Table.from_pandas(frame, schema=SESSIONS_SCHEMA, preserve_index=False)
     arrow = arrow.replace_schema_metadata(None)
     path = layout.raw_file(result.market, "sessions")
-    _write_atomically(path, lambda target: pq.write_table(arrow, target))
+    write_atomically(path, lambda target: pq.write_table(arrow, target))
     days = frame["session_date"]
     return [str(days.min()), str(days.max())] if len(days) else [None, None]
 
@@ -164,12 +165,12 @@ def write_results(
             frame = result.tables[table]
             path = layout.raw_file(market, table)
             arrow = to_arrow(table, frame)
-            _write_atomically(path, lambda target, arrow=arrow: pq.write_table(arrow, target))
+            write_atomically(path, lambda target, arrow=arrow: pq.write_table(arrow, target))
             hashes[table] = _content_hash(path)
             rejected = result.rejected[table]
             quarantine = layout.quarantine_file(market, table)
             if len(rejected):
-                _write_atomically(quarantine, rejected.to_parquet)
+                write_atomically(quarantine, rejected.to_parquet)
             else:
                 # A quarantine file always describes the latest ingest of its table.
                 quarantine.unlink(missing_ok=True)
@@ -202,7 +203,7 @@ def write_results(
             "sha256": hashes,
         }
         text = json.dumps(manifest, indent=2, default=str) + "\n"
-        _write_atomically(
+        write_atomically(
             layout.ingest_manifest(market), lambda target, t=text: target.write_text(t)
         )
         summaries.append(

@@ -1,0 +1,69 @@
+-- The main metrics per arm, market and regime (DESIGN §8): each arm's portfolio on the
+-- sessions of one benchmark regime (regime_labels), compounded over those sessions in date
+-- order as if they were one series, with the round trips entered in that regime.
+with portfolio as (
+    select daily.*, coalesce(regimes.regime, 'unlabelled') as regime
+    from {{ ref('backtest_daily') }} as daily
+    left join {{ ref('regime_labels') }} as regimes
+        on daily.market = regimes.market and daily."date" = regimes."date"
+    where daily.ticker = '__portfolio__'
+),
+
+with_drawdown as (
+    select
+        *,
+        {{ drawdown('wealth', 'arm, market, regime', '"date"') }} as drawdown
+    from (
+        select *, {{ wealth('daily_return', 'arm, market, regime', '"date"') }} as wealth
+        from portfolio
+    )
+),
+
+returns as (
+    select
+        arm,
+        market,
+        regime,
+        any_value(model) as model,
+        any_value("mode") as "mode",
+        any_value(attitude) as attitude,
+        any_value(replicate) as replicate,
+        any_value(is_llm) as is_llm,
+        any_value(arm_kind) as arm_kind,
+        {{ return_metrics('daily_return', 'drawdown') }},
+        product(1 + benchmark_return) - 1 as benchmark_return,
+        avg(exposure) as avg_exposure
+    from with_drawdown
+    group by arm, market, regime
+),
+
+trade_stats as (
+    select
+        arm,
+        market,
+        entry_regime as regime,
+        {{ trade_metrics('net_pnl', 'trade_return') }}
+    from {{ ref('backtest_trades') }}
+    group by arm, market, entry_regime
+),
+
+final as (
+    select
+        returns.*,
+        returns.total_return - buy_and_hold.total_return as excess_return,
+        coalesce(trade_stats.n_trades, 0) as n_trades,
+        trade_stats.win_rate,
+        trade_stats.profit_factor,
+        trade_stats.payoff_ratio
+    from returns
+    left join returns as buy_and_hold
+        on buy_and_hold.arm = 'buy_and_hold'
+        and returns.market = buy_and_hold.market
+        and returns.regime = buy_and_hold.regime
+    left join trade_stats
+        on returns.arm = trade_stats.arm
+        and returns.market = trade_stats.market
+        and returns.regime = trade_stats.regime
+)
+
+select * from final

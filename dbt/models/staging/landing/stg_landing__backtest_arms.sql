@@ -1,0 +1,27 @@
+with source as (
+    select * from {{ source('landing', 'backtest_arms') }}
+),
+
+final as (
+    select
+        arm,
+        market,
+        model,
+        "mode",
+        attitude,
+        replicate,
+        is_llm,
+        arm_kind,
+        window_start,
+        window_end,
+        n_sessions,
+        n_tickers,
+        n_decisions,
+        n_untradable_decisions,
+        fill_at,
+        random_seed,
+        initial_capital
+    from source
+)
+
+select * from final

@@ -1,0 +1,28 @@
+with source as (
+    select * from {{ source('landing', 'backtest_sleeves') }}
+),
+
+final as (
+    select
+        arm,
+        market,
+        ticker,
+        "date",
+        target_exposure,
+        has_bar,
+        shares,
+        fill_price,
+        traded_shares,
+        traded_value,
+        limit_blocked,
+        fees,
+        position_value,
+        cash,
+        equity,
+        exposure,
+        daily_return,
+        initial_capital
+    from source
+)
+
+select * from final

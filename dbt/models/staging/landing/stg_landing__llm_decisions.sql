@@ -1,0 +1,27 @@
+-- The columns of llm_decisions that the metric marts read (DESIGN §7).
+with source as (
+    select * from {{ source('landing', 'llm_decisions') }}
+),
+
+final as (
+    select
+        arm,
+        model,
+        "mode",
+        attitude,
+        replicate,
+        market,
+        ticker,
+        decision_date,
+        "action",
+        target_exposure,
+        previous_exposure,
+        confidence,
+        "rule",
+        parse_status,
+        guardrail_status,
+        is_llm
+    from source
+)
+
+select * from final
