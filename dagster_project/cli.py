@@ -75,7 +75,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dagster_project.runner import build_warehouse, infer
+    from dagster_project.runner import backtest, build_warehouse, infer
     from inference.experiments import load_experiment
     from ingest.layout import DataLayout
     from ingest.load import session_span
@@ -84,18 +84,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _set_locations(str(out), None)
     experiment = load_experiment()
     print("Strat-LLM demo on the embedded SYNTHETIC sample market (offline)")
-    print("[1/3] ingest")
+    print("[1/4] ingest")
     print(_ingest(markets=None, config={"source": "sample"}))
     layout = DataLayout.from_env()
     start, end = session_span(layout)
-    print(f"[2/3] point-in-time warehouse for decision dates {start} .. {end} (dbt + gate)")
+    print(f"[2/4] point-in-time warehouse for decision dates {start} .. {end} (dbt + gate)")
     print(build_warehouse(start, end))
-    print(f"[3/3] decisions of {len(experiment.arms)} arm(s) from {experiment.source}")
+    print(f"[3/4] decisions of {len(experiment.arms)} arm(s) from {experiment.source}")
     for arm in experiment.arms:
         label = "" if arm.model.is_llm else " (reference rule agent, NOT an LLM)"
         print(infer(arm.slug, start, end, {"markets": list(MARKETS)}) + label)
+    print("[4/4] backtest with the baselines, metric and regime tables")
+    print(backtest({}))
     print(f"warehouse: {layout.warehouse}")
-    print(f"decisions: {layout.data_dir / 'landing' / 'llm_decisions'}")
+    print(f"decisions: {layout.landing_dir / 'llm_decisions'}")
     return 0
 
 
@@ -141,6 +143,20 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(f"strat-llm infer: --end {end} is before --start {start}", file=sys.stderr)
         return 1
     print(infer(args.arm, start, end, config))
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from dagster_project.runner import backtest
+    from ingest.layout import DataLayout
+
+    config: dict[str, object] = {"random_seed": args.seed, "fill_at": args.fill_at}
+    for name in ("start", "end", "arms", "baselines", "market"):
+        value = getattr(args, name)
+        if value is not None:
+            config["markets" if name == "market" else name] = value
+    print(f"backtest on {DataLayout.from_env().warehouse}")
+    print(backtest(config))
     return 0
 
 
@@ -299,6 +315,36 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--token-budget", type=int, help="prompt budget in estimated tokens")
     infer.set_defaults(handler=cmd_infer)
 
+    from backtest.run import FILL_PRICES
+    from backtest.targets import BASELINE_ARMS
+
+    backtest = commands.add_parser(
+        "backtest", help="simulate the arms and baselines; build the metric and regime tables"
+    )
+    backtest.add_argument("--start", help="first session, YYYY-MM-DD (default: first decision)")
+    backtest.add_argument("--end", help="last session, YYYY-MM-DD (default: last decision)")
+    backtest.add_argument(
+        "--arm", dest="arms", action="append", help="only this arm (repeatable; default: all)"
+    )
+    backtest.add_argument(
+        "--baseline",
+        dest="baselines",
+        action="append",
+        choices=BASELINE_ARMS,
+        help="only these baselines (repeatable; default: all)",
+    )
+    backtest.add_argument(
+        "--market", choices=MARKETS, action="append", help="only this market (repeatable)"
+    )
+    backtest.add_argument("--seed", type=int, default=0, help="seed of the random arm")
+    backtest.add_argument(
+        "--fill-at",
+        choices=FILL_PRICES,
+        default="open",
+        help="price a decision for session D fills at (default: D's open)",
+    )
+    backtest.set_defaults(handler=cmd_backtest)
+
     batch = commands.add_parser("batch", help="OpenAI batch JSONL export and import")
     batch_actions = batch.add_subparsers(dest="action", required=True)
     export = batch_actions.add_parser("export", help="write an arm's unanswered requests")
@@ -345,12 +391,13 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_environment()
     args = build_parser().parse_args(argv)
     _set_locations(args.data_dir, args.warehouse)
+    from backtest.run import BacktestError
     from dagster_project.runner import PipelineError
     from ingest.validation import ContractError
 
     try:
         return args.handler(args)
-    except (PipelineError, ContractError) as error:
+    except (PipelineError, ContractError, BacktestError) as error:
         print(f"strat-llm {args.command}: {error}", file=sys.stderr)
         return 1
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dagster_project.backtest_assets import backtest_dbt_assets, backtest_simulation
 from dagster_project.checks import GATE_CHECKS
 from dagster_project.inference_assets import llm_decisions
 from dagster_project.ingest_assets import raw_tables
@@ -10,7 +11,13 @@ from dagster_project.schedules import pit_daily_job, pit_daily_schedule
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 
 defs = dg.Definitions(
-    assets=[raw_tables, warehouse_dbt_assets, llm_decisions],
+    assets=[
+        raw_tables,
+        warehouse_dbt_assets,
+        llm_decisions,
+        backtest_simulation,
+        backtest_dbt_assets,
+    ],
     asset_checks=GATE_CHECKS,
     jobs=[pit_daily_job],
     schedules=[pit_daily_schedule],

@@ -57,7 +57,14 @@ def _user_error(result: dg.ExecuteInProcessResult) -> str:
 
 
 # Errors whose message is written for the user; anything else keeps its class name as a hint.
-_EXPECTED = {"IngestError", "ContractError", "Failure", "ValueError", "PipelineError"}
+_EXPECTED = {
+    "IngestError",
+    "ContractError",
+    "Failure",
+    "ValueError",
+    "PipelineError",
+    "BacktestError",
+}
 
 
 def gate_summary(result: dg.ExecuteInProcessResult) -> tuple[bool, str]:
@@ -90,9 +97,11 @@ def run_assets(
     tags: dict[str, str] | None = None,
     ops: dict[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
+    checks_label: str = "leakage gate",
 ) -> tuple[dg.ExecuteInProcessResult, str]:
     """Materialize a selection in one in-process run; raise PipelineError with a clean message
-    when a blocking check (the leakage gate) or a step fails. Returns the gate's report."""
+    when a blocking check (`checks_label`: the leakage gate) or a step fails. Returns the
+    checks' report."""
     from dagster_project.resources import all_resources
 
     result = dg.materialize(
@@ -106,7 +115,7 @@ def run_assets(
     )
     passed, report = gate_summary(result)
     if not passed:
-        raise PipelineError(f"leakage gate failed; nothing downstream may run.\n{report}")
+        raise PipelineError(f"{checks_label} failed; nothing downstream may run.\n{report}")
     if not result.success:
         raise PipelineError(_user_error(result))
     return result, report
@@ -182,3 +191,29 @@ def infer(arm: str, start: date, end: date, config: dict[str, Any]) -> str:
         f"{counts['cache_hits']} cached, {counts['calls']} calls, {counts['failures']} failed "
         f"calls, {counts['parse_failures']} unparseable, {counts['overridden']} overridden"
     )
+
+
+def backtest(config: dict[str, Any]) -> str:
+    """Simulate every arm (and the baselines), then build the backtest and metric marts."""
+    from backtest.summary import portfolio_table
+    from dagster_project.backtest_assets import backtest_dbt_assets, backtest_simulation
+    from ingest.layout import DataLayout
+
+    result, _ = run_assets(
+        [backtest_simulation, backtest_dbt_assets],
+        dg.AssetSelection.assets(backtest_simulation, backtest_dbt_assets),
+        ops={"backtest_simulation": {"config": config}},
+        checks_label="backtest checks (dbt tests)",
+    )
+    lines = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        if materialization.asset_key.to_user_string() == "backtest_arms":
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            lines.append(
+                f"simulated {metadata['arms']} arms in {metadata['markets']}: "
+                f"{metadata['decisions']} decisions ({metadata['untradable_decisions']} after "
+                f"the last bar), {metadata['round_trips']} closed round trips"
+            )
+    lines.append(portfolio_table(DataLayout.from_env().warehouse))
+    return "\n".join(lines)

@@ -22,15 +22,22 @@ from ingest.calendars import MARKETS
 # end_offset=1 includes today's partition: the live-forward decision for today's session.
 DECISION_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
 DBT_SOURCE_NAME = "raw"
+LANDING_SOURCE_NAME = "landing"
+# Models that read the Python stages' landing files; they build after the backtest simulation
+# (backtest_assets.py), never in a warehouse (decision-date) run.
+BACKTEST_TAG = "backtest"
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
-    """Groups by dbt folder (staging / intermediate / marts, seeds) and ties dbt sources to
-    the per-market raw assets they read."""
+    """Groups by dbt folder (staging / intermediate / marts, seeds; the backtest models apart)
+    and ties dbt sources to the assets that write them: `raw.<table>` to the per-market raw
+    assets, `landing.<table>` to the Python asset of that name."""
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
             return "seeds"
+        if BACKTEST_TAG in dbt_resource_props.get("tags", []):
+            return BACKTEST_TAG
         fqn = dbt_resource_props.get("fqn", [])
         return fqn[1] if len(fqn) > 2 else "warehouse"
 
@@ -40,12 +47,15 @@ class WarehouseTranslator(DagsterDbtTranslator):
 
 
 def raw_deps(deps: Any) -> list[dg.AssetDep]:
-    """A dbt source `raw.<table>` reads every market's file: depend on each raw asset."""
+    """A dbt source `raw.<table>` reads every market's file: depend on each raw asset;
+    `landing.<table>` is the Python asset `<table>`."""
     resolved: list[dg.AssetDep] = []
     for dep in deps:
         path = dep.asset_key.path
         if len(path) == 2 and path[0] == DBT_SOURCE_NAME:
             resolved += [dg.AssetDep(raw_asset_key(market, path[1])) for market in MARKETS]
+        elif len(path) == 2 and path[0] == LANDING_SOURCE_NAME:
+            resolved.append(dg.AssetDep(dg.AssetKey(path[1])))
         else:
             resolved.append(dep)
     return resolved
@@ -54,6 +64,7 @@ def raw_deps(deps: Any) -> list[dg.AssetDep]:
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
+    exclude=f"tag:{BACKTEST_TAG}",
     dagster_dbt_translator=WarehouseTranslator(),
     partitions_def=DECISION_PARTITIONS,
     # A backfill is one dbt run over the whole range: one process, set-based SQL.
