@@ -1,0 +1,413 @@
+"""The metric marts against empyrical-reloaded (and hand computations) on a fixture.
+
+The fixture is a landing directory written by hand: sleeves with random daily returns, round
+trips with chosen pnl, decisions with chosen statuses, a raw benchmark. dbt builds the
+backtest models on it (`dbt build --select +tag:backtest`, as the Dagster asset does), and
+every metric of `backtest_metrics` and `regime_metrics` is recomputed here independently.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import empyrical
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from backtest.run import ARM_SCHEMA, TRIP_SCHEMA
+from inference.engine import LLM_DECISIONS_SCHEMA
+from ingest.contract import TABLES
+from ingest.layout import DataLayout
+
+DBT_DIR = Path(__file__).resolve().parents[1] / "dbt"
+DBT = str(Path(sys.executable).with_name("dbt"))
+TOLERANCE = 1e-9
+CAPITAL = 1_000_000.0
+MODEL = "Qwen/Qwen3.5-35B-A3B"  # in the models seed: 35 B total, 3 B active
+SESSIONS = pd.bdate_range("2025-01-02", periods=260)
+TICKERS = ("AAA", "BBB", "CCC")  # CCC never trades: all returns 0
+ARMS = {
+    # arm: (mode, kind, drift of the daily returns)
+    "qwen__free": ("free", "llm", 0.0004),
+    "qwen__strict": ("strict", "llm", 0.0001),
+    "buy_and_hold": ("baseline", "baseline", 0.0015),
+}
+# Round trips of AAA per arm: (net pnl, return). qwen__free wins 5 of 6 and trails
+# buy-and-hold: the win-rate trap.
+TRIPS = {
+    "qwen__free": [
+        (100.0, 0.01),
+        (50.0, 0.005),
+        (-300.0, -0.03),
+        (20.0, 0.002),
+        (10.0, 0.001),
+        (5.0, 0.0005),
+    ],
+    "qwen__strict": [(400.0, 0.04), (-100.0, -0.01), (-50.0, -0.005), (0.0, 0.0)],
+}
+
+
+def _benchmark() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    dates = pd.bdate_range(end=SESSIONS[-1], periods=len(SESSIONS) + 1)  # one session before
+    closes = 3000 * np.cumprod(1 + rng.normal(0.0004, 0.01, len(dates)))
+    return pd.DataFrame({"market": "us", "date": dates.date, "close": closes})
+
+
+def _sleeves(benchmark_returns: np.ndarray) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    frames = []
+    for arm, (_mode, _kind, drift) in ARMS.items():
+        for ticker in TICKERS:
+            if ticker == "CCC":
+                returns = np.zeros(len(SESSIONS))
+            else:
+                noise = rng.normal(0, 0.012, len(SESSIONS))
+                returns = drift + 0.8 * benchmark_returns + noise
+            equity = CAPITAL * np.cumprod(1 + returns)
+            exposure = 0.0 if ticker == "CCC" else rng.uniform(0, 1, len(SESSIONS))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "market": "us",
+                        "ticker": ticker,
+                        "date": SESSIONS.date,
+                        "target_exposure": np.nan,
+                        "has_bar": True,
+                        "shares": 0.0,
+                        "fill_price": np.nan,
+                        "traded_shares": 0.0,
+                        "traded_value": 0.0
+                        if ticker == "CCC"
+                        else rng.uniform(0, 5e4, len(SESSIONS)),
+                        "limit_blocked": False,
+                        "fees": 0.0 if ticker == "CCC" else rng.uniform(0, 10, len(SESSIONS)),
+                        "position_value": exposure * equity,
+                        "cash": (1 - exposure) * equity,
+                        "equity": equity,
+                        "exposure": exposure,
+                        "daily_return": returns,
+                        "initial_capital": CAPITAL,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _trips() -> pd.DataFrame:
+    rows = []
+    for arm, trips in TRIPS.items():
+        for index, (pnl, ret) in enumerate(trips):
+            entry = SESSIONS[10 + 40 * index].date()
+            rows.append(
+                {
+                    "arm": arm,
+                    "market": "us",
+                    "ticker": "AAA",
+                    "entry_date": entry,
+                    "exit_date": SESSIONS[30 + 40 * index].date(),
+                    "holding_sessions": 20,
+                    "n_fills": 2,
+                    "entry_value": pnl / ret if ret else 1000.0,
+                    "exit_value": (pnl / ret if ret else 1000.0) + pnl,
+                    "net_pnl": pnl,
+                    "return": ret,
+                    "win": pnl > 0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _decisions(arm: str, mode: str) -> pa.Table:
+    rng = np.random.default_rng(3 if mode == "free" else 4)
+    rows = []
+    # One decision before the window: it must not count.
+    days = [date(2024, 12, 31), *SESSIONS.date]
+    for day in days:
+        for ticker in TICKERS:
+            failed = rng.random() < 0.05
+            rows.append(
+                {
+                    "arm": arm,
+                    "model": MODEL,
+                    "mode": mode,
+                    "replicate": 0,
+                    "market": "us",
+                    "ticker": ticker,
+                    "decision_date": day,
+                    "action": "hold",
+                    "target_exposure": 0.0,
+                    "previous_exposure": 0.0,
+                    "confidence": None if failed else float(rng.uniform(0.2, 0.9)),
+                    "parse_status": "failed" if failed else "ok",
+                    "guardrail_status": (
+                        ("overridden" if failed or rng.random() < 0.2 else "pass")
+                        if mode == "strict"
+                        else "not_applicable"
+                    ),
+                    "is_llm": True,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=LLM_DECISIONS_SCHEMA)
+
+
+def _arms() -> pa.Table:
+    rows = [
+        {
+            "arm": arm,
+            "market": "us",
+            "model": MODEL if kind == "llm" else arm,
+            "mode": mode,
+            "attitude": None,
+            "replicate": 0,
+            "is_llm": kind == "llm",
+            "arm_kind": kind,
+            "window_start": SESSIONS[0].date(),
+            "window_end": SESSIONS[-1].date(),
+            "n_sessions": len(SESSIONS),
+            "n_tickers": len(TICKERS),
+            "n_decisions": 0,
+            "n_untradable_decisions": 0,
+            "fill_at": "open",
+            "random_seed": 0,
+            "initial_capital": CAPITAL,
+        }
+        for arm, (mode, kind, _drift) in ARMS.items()
+    ]
+    return pa.Table.from_pylist(rows, schema=ARM_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory: pytest.TempPathFactory):
+    layout = DataLayout(tmp_path_factory.mktemp("metrics") / "data")
+    benchmark = _benchmark()
+    raw = layout.raw_file("us", "benchmark")
+    raw.parent.mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pandas(
+            benchmark, schema=TABLES["benchmark"].arrow_schema(), preserve_index=False
+        ),
+        raw,
+    )
+    benchmark_returns = benchmark["close"].pct_change().to_numpy()[1:]
+    sleeves = _sleeves(benchmark_returns)
+    for name, table in (
+        ("sleeves", pa.Table.from_pandas(sleeves, preserve_index=False)),
+        ("round_trips", pa.Table.from_pandas(_trips(), schema=TRIP_SCHEMA, preserve_index=False)),
+        ("arms", _arms()),
+    ):
+        layout.backtest_file(name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, layout.backtest_file(name))
+    for arm, (mode, kind, _drift) in ARMS.items():
+        if kind == "llm":
+            path = layout.landing_dir / "llm_decisions" / f"arm={arm}" / "date=all.parquet"
+            path.parent.mkdir(parents=True)
+            pq.write_table(_decisions(arm, mode), path)
+    env = {
+        **os.environ,
+        "STRAT_LLM_DATA": str(layout.data_dir),
+        "STRAT_LLM_WAREHOUSE": str(layout.warehouse),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_LOG_PATH": str(layout.data_dir / "dbt_logs"),
+    }
+    command = [DBT, "build", "--select", "+tag:backtest", "--profiles-dir", "."]
+    command += ["--target-path", str(layout.data_dir / "dbt_target")]
+    result = subprocess.run(command, cwd=DBT_DIR, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:]
+    with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
+        tables = {
+            name: connection.sql(f"select * from {name}").df()
+            for name in ("backtest_daily", "backtest_metrics", "regime_metrics", "regime_labels")
+        }
+    return sleeves, benchmark_returns, tables
+
+
+def _series(sleeves: pd.DataFrame, arm: str, ticker: str) -> np.ndarray:
+    if ticker == "__portfolio__":
+        equity = sleeves[sleeves["arm"] == arm].groupby("date")["equity"].sum().to_numpy()
+        return np.diff(np.concatenate([[CAPITAL * len(TICKERS)], equity])) / np.concatenate(
+            [[CAPITAL * len(TICKERS)], equity[:-1]]
+        )
+    rows = sleeves[(sleeves["arm"] == arm) & (sleeves["ticker"] == ticker)].sort_values("date")
+    return rows["daily_return"].to_numpy()
+
+
+def _close(actual: object, expected: float) -> bool:
+    if actual is None or (isinstance(actual, float) and np.isnan(actual)):
+        return not np.isfinite(expected)
+    return abs(float(actual) - expected) <= TOLERANCE * max(1.0, abs(expected))
+
+
+def _metric_row(metrics: pd.DataFrame, arm: str, ticker: str) -> pd.Series:
+    [row] = metrics[(metrics["arm"] == arm) & (metrics["ticker"] == ticker)].to_dict("records")
+    return pd.Series(row)
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+@pytest.mark.parametrize("ticker", [*TICKERS, "__portfolio__"])
+def test_return_metrics_equal_empyrical(marts, arm: str, ticker: str):
+    sleeves, benchmark_returns, tables = marts
+    row = _metric_row(tables["backtest_metrics"], arm, ticker)
+    returns = _series(sleeves, arm, ticker)
+    alpha, beta = empyrical.alpha_beta_aligned(returns, benchmark_returns)
+    expected = {
+        "total_return": empyrical.cum_returns_final(returns),
+        "annualized_return": empyrical.annual_return(returns),
+        "annualized_volatility": empyrical.annual_volatility(returns),
+        "sharpe": empyrical.sharpe_ratio(returns),
+        "sortino": empyrical.sortino_ratio(returns),
+        "max_drawdown": empyrical.max_drawdown(returns),
+        "calmar": empyrical.calmar_ratio(returns),
+        "alpha": alpha,
+        "beta": beta,
+    }
+    wrong = {
+        name: (row[name], value) for name, value in expected.items() if not _close(row[name], value)
+    }
+    assert not wrong, wrong
+    assert row["n_sessions"] == len(SESSIONS)
+
+
+def test_the_zero_return_sleeve_has_undefined_ratios_not_infinities(marts):
+    _, _, tables = marts
+    row = _metric_row(tables["backtest_metrics"], "qwen__free", "CCC")
+    assert (
+        row["total_return"] == 0 and row["max_drawdown"] == 0 and row["annualized_volatility"] == 0
+    )
+    for name in ("sharpe", "sortino", "calmar"):
+        assert pd.isna(row[name]), name
+
+
+def test_portfolio_rows_are_the_sum_of_the_sleeves(marts):
+    sleeves, _, tables = marts
+    daily = tables["backtest_daily"]
+    portfolio = daily[(daily["ticker"] == "__portfolio__") & (daily["arm"] == "qwen__strict")]
+    expected = (
+        sleeves[sleeves["arm"] == "qwen__strict"]
+        .groupby("date")[["equity", "cash", "position_value", "fees"]]
+        .sum()
+    )
+    portfolio = portfolio.set_index(pd.to_datetime(portfolio["date"]).dt.date).sort_index()
+    for column in expected.columns:
+        np.testing.assert_allclose(portfolio[column], expected[column], rtol=1e-12)
+    np.testing.assert_allclose(
+        portfolio["exposure"], expected["position_value"] / expected["equity"], rtol=1e-12
+    )
+
+
+def test_trade_metrics_by_hand(marts):
+    _, _, tables = marts
+    metrics = tables["backtest_metrics"]
+    free = _metric_row(metrics, "qwen__free", "AAA")
+    # wins 100, 50, 20, 10, 5 (returns 1 %, 0.5 %, 0.2 %, 0.1 %, 0.05 %); one loss of 300 (-3 %)
+    assert free["n_trades"] == 6
+    assert _close(free["win_rate"], 5 / 6)
+    assert _close(free["profit_factor"], 185 / 300)
+    assert _close(free["avg_win"], (0.01 + 0.005 + 0.002 + 0.001 + 0.0005) / 5)
+    assert _close(free["avg_loss"], -0.03)
+    assert _close(free["payoff_ratio"], (0.0185 / 5) / 0.03)
+    strict = _metric_row(metrics, "qwen__strict", "AAA")
+    # a trip at exactly 0 is neither a win nor a loss, but it is a trade
+    assert strict["n_trades"] == 4
+    assert _close(strict["win_rate"], 1 / 4)
+    assert _close(strict["profit_factor"], 400 / 150)
+    assert _close(strict["avg_loss"], -0.0075)
+    # the portfolio counts every sleeve's trips; a sleeve without trips has none
+    assert _metric_row(metrics, "qwen__free", "__portfolio__")["n_trades"] == 6
+    no_trades = _metric_row(metrics, "qwen__free", "BBB")
+    assert no_trades["n_trades"] == 0 and pd.isna(no_trades["win_rate"])
+
+
+def test_turnover_exposure_and_excess_return_by_hand(marts):
+    sleeves, _, tables = marts
+    metrics = tables["backtest_metrics"]
+    rows = sleeves[(sleeves["arm"] == "qwen__free") & (sleeves["ticker"] == "AAA")]
+    row = _metric_row(metrics, "qwen__free", "AAA")
+    turnover = rows["traded_value"].sum() / 2 / rows["equity"].mean() * 252 / len(rows)
+    assert _close(row["turnover"], turnover)
+    assert _close(row["avg_exposure"], rows["exposure"].mean())
+    held = _metric_row(metrics, "buy_and_hold", "AAA")
+    assert _close(row["excess_return"], row["total_return"] - held["total_return"])
+    assert held["excess_return"] == 0
+
+
+def test_decision_metrics_fidelity_and_alignment_tax(marts):
+    _, _, tables = marts
+    metrics = tables["backtest_metrics"]
+    for arm, mode in (("qwen__free", "free"), ("qwen__strict", "strict")):
+        frame = _decisions(arm, mode).to_pandas()
+        frame = frame[frame["decision_date"] >= SESSIONS[0].date()]  # the window only
+        for ticker in (*TICKERS, "__portfolio__"):
+            rows = frame if ticker == "__portfolio__" else frame[frame["ticker"] == ticker]
+            row = _metric_row(metrics, arm, ticker)
+            assert row["n_decisions"] == len(rows)
+            parsed = rows[rows["parse_status"] != "failed"]
+            assert _close(row["confidence_std"], float(np.std(parsed["confidence"], ddof=1)))
+            assert _close(
+                row["parse_failure_rate"], float((rows["parse_status"] == "failed").mean())
+            )
+            if mode == "strict":
+                assert _close(row["fidelity"], float((rows["guardrail_status"] == "pass").mean()))
+            else:
+                assert pd.isna(row["fidelity"])
+    for ticker in (*TICKERS, "__portfolio__"):
+        free = _metric_row(metrics, "qwen__free", ticker)
+        strict = _metric_row(metrics, "qwen__strict", ticker)
+        assert _close(strict["alignment_tax"], free["alpha"] - strict["alpha"])
+        assert free["alignment_tax"] == 0
+        assert pd.isna(_metric_row(metrics, "buy_and_hold", ticker)["alignment_tax"])
+    assert (metrics[metrics["arm_kind"] == "llm"]["params_total_b"] == 35).all()
+
+
+def test_win_rate_trap_follows_its_rule(marts):
+    _, _, tables = marts
+    metrics = tables["backtest_metrics"]
+    trapped = metrics[metrics["win_rate_trap"]]
+    # only qwen__free's AAA sleeve and portfolio: 6 trades, 5/6 won, below buy-and-hold
+    assert set(zip(trapped["arm"], trapped["ticker"], strict=True)) == {
+        ("qwen__free", "AAA"),
+        ("qwen__free", "__portfolio__"),
+    }
+    # qwen__strict: 4 trades (fewer than 5) and a 25 % win rate; not a trap
+    assert not _metric_row(metrics, "qwen__strict", "AAA")["win_rate_trap"]
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
+    sleeves, _, tables = marts
+    labels = tables["regime_labels"].set_index(
+        pd.to_datetime(tables["regime_labels"]["date"]).dt.date
+    )
+    returns = pd.Series(_series(sleeves, arm, "__portfolio__"), index=SESSIONS.date)
+    regimes = labels["regime"].reindex(returns.index)
+    assert regimes.notna().all() and regimes.nunique() >= 2
+    metrics = tables["regime_metrics"]
+    rows = metrics[metrics["arm"] == arm].set_index("regime")
+    assert set(rows.index) == set(regimes)
+    trips = pd.DataFrame(TRIPS.get(arm, []), columns=["pnl", "ret"])
+    entries = [SESSIONS[10 + 40 * i].date() for i in range(len(trips))]
+    trips["regime"] = [regimes[day] for day in entries]
+    for regime, row in rows.iterrows():
+        subset = returns[regimes == regime].to_numpy()
+        assert row["n_sessions"] == len(subset)
+        assert _close(row["total_return"], empyrical.cum_returns_final(subset))
+        assert _close(row["max_drawdown"], empyrical.max_drawdown(subset))
+        assert _close(row["sharpe"], empyrical.sharpe_ratio(subset))
+        assert _close(row["annualized_volatility"], empyrical.annual_volatility(subset))
+        held = rows_of(metrics, "buy_and_hold", regime)
+        assert _close(row["excess_return"], row["total_return"] - held["total_return"])
+        assert row["n_trades"] == (trips["regime"] == regime).sum()
+
+
+def rows_of(metrics: pd.DataFrame, arm: str, regime: str) -> pd.Series:
+    [row] = metrics[(metrics["arm"] == arm) & (metrics["regime"] == regime)].to_dict("records")
+    return pd.Series(row)
