@@ -383,7 +383,8 @@ def test_win_rate_trap_follows_its_rule(marts):
 
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
-    sleeves, _, tables = marts
+    sleeves, benchmark_returns, tables = marts
+    benchmark = pd.Series(benchmark_returns, index=SESSIONS.date)
     labels = tables["regime_labels"].set_index(
         pd.to_datetime(tables["regime_labels"]["date"]).dt.date
     )
@@ -403,6 +404,9 @@ def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
         assert _close(row["max_drawdown"], empyrical.max_drawdown(subset))
         assert _close(row["sharpe"], empyrical.sharpe_ratio(subset))
         assert _close(row["annualized_volatility"], empyrical.annual_volatility(subset))
+        assert _close(row["calmar"], empyrical.calmar_ratio(subset))
+        alpha, beta = empyrical.alpha_beta_aligned(subset, benchmark[regimes == regime].to_numpy())
+        assert _close(row["alpha"], alpha) and _close(row["beta"], beta)
         held = rows_of(metrics, "buy_and_hold", regime)
         assert _close(row["excess_return"], row["total_return"] - held["total_return"])
         assert row["n_trades"] == (trips["regime"] == regime).sum()

@@ -19,6 +19,12 @@ with_drawdown as (
     )
 ),
 
+regime_beta as (
+    select arm, market, regime, {{ beta('daily_return', 'benchmark_return') }} as beta
+    from portfolio
+    group by arm, market, regime
+),
+
 returns as (
     select
         arm,
@@ -31,9 +37,12 @@ returns as (
         any_value(is_llm) as is_llm,
         any_value(arm_kind) as arm_kind,
         {{ return_metrics('daily_return', 'drawdown') }},
+        any_value(regime_beta.beta) as beta,
+        {{ alpha('daily_return', 'benchmark_return', 'regime_beta.beta') }} as alpha,
         product(1 + benchmark_return) - 1 as benchmark_return,
         avg(exposure) as avg_exposure
     from with_drawdown
+    inner join regime_beta using (arm, market, regime)
     group by arm, market, regime
 ),
 
@@ -50,6 +59,7 @@ trade_stats as (
 final as (
     select
         returns.*,
+        {{ calmar('returns.annualized_return', 'returns.max_drawdown') }} as calmar,
         returns.total_return - buy_and_hold.total_return as excess_return,
         coalesce(trade_stats.n_trades, 0) as n_trades,
         trade_stats.win_rate,
