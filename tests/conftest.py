@@ -70,6 +70,29 @@ def built_sample(tmp_path_factory: pytest.TempPathFactory):
     return DataLayout(data_dir)
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """`strat-llm demo --out DIR` once per session: (the layout it leaves, what it printed)."""
+    import contextlib
+    import io
+    import os
+
+    from dagster_project.cli import main
+    from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
+
+    saved = {name: os.environ.get(name) for name in (DATA_DIR_ENV, WAREHOUSE_ENV)}
+    out = tmp_path_factory.mktemp("demo") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--out", str(out)]) == 0
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return DataLayout(out), printed.getvalue()
+
+
 @pytest.fixture
 def sample_copy(built_sample, tmp_path: Path):
     """A private copy of the built sample that a test may tamper with."""

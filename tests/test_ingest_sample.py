@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from dagster_project.cli import main
 from ingest.contract import TABLE_NAMES
 from ingest.layout import DataLayout
 from ingest.load import ingest_sample, read_manifest
@@ -33,12 +32,10 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path):
     assert "us/prices" in differing and "cn/news" in differing
 
 
-def test_demo_ingests_both_markets_labelled_synthetic(tmp_path: Path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "out")]) == 0
-    out = capsys.readouterr().out
+def test_demo_ingests_both_markets_labelled_synthetic(demo_run):
+    layout, out = demo_run
     assert "us: source=sample (SYNTHETIC sample market)" in out
     assert "cn: source=sample (SYNTHETIC sample market)" in out
-    layout = DataLayout(tmp_path / "out")
     for market in ("us", "cn"):
         manifest = read_manifest(layout, market)
         assert manifest["synthetic"] is True and manifest["source"] == "sample"

@@ -1,0 +1,178 @@
+"""From decisions to the backtest tables: targets, baselines, per-ticker rules, and the whole
+pipeline on the sample market (the demo: ingest, build, gate, inference, backtest)."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.run import ticker_rules
+from backtest.simulation import BPS
+from backtest.targets import BASELINE_ARMS, baseline_targets, decision_targets
+from dagster_project.cli import main
+from inference.experiments import load_experiment
+
+CN_RULES = {
+    "market": "cn",
+    "lot_size": 100,
+    "commission_bps": 2.5,
+    "min_commission": 5.0,
+    "stamp_duty_sell_bps": 5.0,
+    "slippage_bps": 5.0,
+    "price_limit_pct": 10.0,
+    "settlement": "T+1",
+}
+US_RULES = {**CN_RULES, "market": "us", "lot_size": 1, "price_limit_pct": None, "settlement": "T+0"}
+
+
+def test_only_decisions_that_change_the_exposure_trade():
+    decisions = pd.DataFrame(
+        [
+            # (target that stands, previous exposure, parse status)
+            (0.5, 0.0, "ok"),  # buy to 0.5
+            (0.5, 0.5, "ok"),  # hold, or a repeated buy: keep the shares as they drifted
+            (0.5, 0.5 + 1e-12, "repaired"),  # float noise is no change either
+            (0.0, 0.5, "ok"),  # sell to 0
+            (0.0, 0.0, "failed"),  # unparseable: kept the previous exposure, counted
+            (0.3, 0.0, "failed"),  # a failed row never trades, whatever it says
+            (0.7, None, "ok"),  # no previous exposure recorded: from flat
+        ],
+        columns=["target_exposure", "previous_exposure", "parse_status"],
+    )
+    targets = decision_targets(decisions).tolist()
+    assert targets[0] == 0.5 and targets[3] == 0.0 and targets[6] == 0.7
+    assert all(math.isnan(targets[i]) for i in (1, 2, 4, 5))
+
+
+def test_baselines_from_bars_signals_and_seed():
+    has_bar = np.array([[False, True, True, True], [True, True, False, True]])
+    signals = {
+        f"s{n}_{side}": np.zeros((2, 4), dtype=bool)
+        for n in range(1, 5)
+        for side in ("entry", "exit")
+    }
+    signals["s2_entry"][0, 1] = True
+    signals["s2_exit"][0, 3] = True
+    held = baseline_targets("buy_and_hold", has_bar, signals, 0)
+    assert held[0, 1] == 1.0 and held[1, 0] == 1.0 and np.isnan(held).sum() == 6
+    s2 = baseline_targets("S2", has_bar, signals, 0)
+    assert s2[0, 1] == 1.0 and s2[0, 3] == 0.0 and np.isnan(s2[1]).all()
+    first = baseline_targets("random", has_bar, signals, [0, 1])
+    assert np.array_equal(
+        first, baseline_targets("random", has_bar, signals, [0, 1]), equal_nan=True
+    )
+    assert np.isnan(first[~has_bar]).all() and set(first[has_bar]) <= {0.0, 0.5, 1.0}
+    assert not np.array_equal(
+        first, baseline_targets("random", has_bar, signals, [0, 2]), equal_nan=True
+    )
+    with pytest.raises(ValueError, match="unknown baseline arm 'S9'"):
+        baseline_targets("S9", has_bar, signals, 0)
+
+
+def test_ticker_rules_by_board_name_and_override():
+    universe = pd.DataFrame(
+        {
+            "ticker": ["600123", "300765", "688432", "600678", "000987", "601111"],
+            "name": ["Jinghe Steel", "Ruixin", "Xinchuang", "ST Fuda", "*ST Baiyun", "Override"],
+            "price_limit_pct": [None, None, None, None, None, 7.5],
+        }
+    )
+    rules = ticker_rules(universe, CN_RULES, 1e6)
+    limits = {ticker: rule.price_limit_pct for ticker, rule in rules.items()}
+    assert limits == {
+        "600123": 10.0,
+        "300765": 20.0,
+        "688432": 20.0,
+        "600678": 5.0,
+        "000987": 5.0,
+        "601111": 7.5,
+    }
+    assert all(rule.t_plus_one and rule.lot_size == 100 for rule in rules.values())
+    us = ticker_rules(pd.DataFrame({"ticker": ["AXRB"], "name": ["Apex"]}), US_RULES, 1e6)
+    assert math.isnan(us["AXRB"].price_limit_pct) and not us["AXRB"].t_plus_one
+
+
+# ----------------------------------------------------------------------------- the demo
+
+
+def _query(layout, sql: str, *params) -> pd.DataFrame:
+    with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
+        return connection.execute(sql, list(params)).df()
+
+
+def test_demo_ends_with_portfolio_metrics_per_arm_and_market(demo_run):
+    layout, out = demo_run
+    assert "[4/4] backtest" in out and f"warehouse: {layout.warehouse}" in out
+    table = out[out.index("portfolio metrics per arm and market") :]
+    arms = [arm.slug for arm in load_experiment().arms]
+    for market in ("us", "cn"):
+        for arm in (*arms, *BASELINE_ARMS):
+            line = next(line for line in table.splitlines() if line.split()[:2] == [market, arm])
+            kind = "rule agent, NOT an LLM" if arm in arms else "baseline, NOT an LLM"
+            assert line.endswith(kind), line
+    metrics = _query(layout, "select * from backtest_metrics where ticker = '__portfolio__'")
+    assert len(metrics) == 2 * (len(arms) + len(BASELINE_ARMS))
+    strict = metrics[metrics["mode"] == "strict"]
+    assert (
+        strict["fidelity"].notna().all()
+        and metrics[metrics["mode"] != "strict"]["fidelity"].isna().all()
+    )
+    assert (metrics[metrics["arm_kind"] == "reference"]["parse_failure_rate"] == 0).all()
+    regimes = _query(layout, "select distinct market, regime from regime_metrics")
+    assert len(regimes) == 6  # every regime in both markets
+
+
+def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
+    """Each sleeve buys whole lots at the first open of the window (slippage and commission
+    paid once) and holds: its final equity is the cash left plus the shares at the last close."""
+    layout, _ = demo_run
+    rules = _query(layout, "select * from market_rules").set_index("market")
+    daily = _query(
+        layout,
+        "select market, ticker, date, equity, fees, traded_shares from backtest_daily "
+        "where arm = 'buy_and_hold' and ticker != '__portfolio__' order by market, ticker, date",
+    )
+    checked = 0
+    for (market, ticker), rows in daily.groupby(["market", "ticker"]):
+        prices = pd.read_parquet(layout.raw_file(market, "prices"))
+        prices = prices[prices["ticker"] == ticker].copy()
+        prices = prices.set_index(pd.to_datetime(prices["date"])).sort_index()
+        window = prices.loc[pd.Timestamp(rows["date"].min()) : pd.Timestamp(rows["date"].max())]
+        rule = rules.loc[market]
+        open_price = window["open"].iloc[0] * (1 + rule["slippage_bps"] / BPS)
+        lot = rule["lot_size"]
+        shares = math.floor(1e6 / (open_price * lot)) * lot
+        commission = max(rule["min_commission"], shares * open_price * rule["commission_bps"] / BPS)
+        while shares * open_price + commission > 1e6:  # cash covers the commission too
+            shares -= lot
+            commission = max(
+                rule["min_commission"], shares * open_price * rule["commission_bps"] / BPS
+            )
+        cash = 1e6 - shares * open_price - commission
+        assert (
+            rows["traded_shares"].iloc[0] == shares and (rows["traded_shares"].iloc[1:] == 0).all()
+        )
+        assert rows["fees"].sum() == pytest.approx(commission, abs=1e-9)
+        final = cash + shares * window["close"].iloc[-1]
+        assert rows["equity"].iloc[-1] == pytest.approx(final, rel=1e-12)
+        # the ticker's return from the filled open, on the invested share, less one commission
+        invested = shares * open_price / 1e6
+        assert invested > 1 - (lot * open_price + commission) / 1e6  # all but the last lot
+        price_return = window["close"].iloc[-1] / open_price - 1
+        assert final / 1e6 - 1 == pytest.approx(
+            invested * price_return - commission / 1e6, abs=1e-12
+        )
+        checked += 1
+    assert checked == 28
+
+
+def test_backtest_names_an_arm_without_decisions(demo_run, capsys):
+    layout, _ = demo_run
+    code = main(["--data-dir", str(layout.data_dir), "backtest", "--arm", "qwen__free"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "no decisions for arm(s) qwen__free" in err and "reference__free" in err
