@@ -70,3 +70,14 @@
     avg({{ trade_return }}) filter (where {{ net_pnl }} > 0) as avg_win,
     avg({{ trade_return }}) filter (where {{ net_pnl }} < 0) as avg_loss
 {% endmacro %}
+
+{# Rows of `relation` with the window columns wealth and drawdown per series. #}
+{% macro with_wealth_and_drawdown(relation, partition_by, order_by='"date"') %}
+    select
+        *,
+        {{ drawdown('wealth', partition_by, order_by) }} as drawdown
+    from (
+        select *, {{ wealth('daily_return', partition_by, order_by) }} as wealth
+        from {{ relation }}
+    )
+{% endmacro %}

@@ -6,8 +6,7 @@ with sleeves as (
 ),
 
 arms as (
-    select arm, market, model, "mode", attitude, replicate, is_llm, arm_kind
-    from {{ ref('stg_landing__backtest_arms') }}
+    select * from {{ ref('stg_landing__backtest_arms') }}
 ),
 
 benchmark as (
@@ -67,12 +66,7 @@ final as (
         unioned.market,
         unioned.ticker,
         unioned."date",
-        arms.model,
-        arms."mode",
-        arms.attitude,
-        arms.replicate,
-        arms.is_llm,
-        arms.arm_kind,
+        {{ arm_columns('arms') }},
         unioned.target_exposure,
         unioned.has_bar,
         unioned.shares,

@@ -26,13 +26,7 @@ models as (
 ),
 
 with_drawdown as (
-    select
-        *,
-        {{ drawdown('wealth', 'arm, market, ticker', '"date"') }} as drawdown
-    from (
-        select *, {{ wealth('daily_return', 'arm, market, ticker', '"date"') }} as wealth
-        from daily
-    )
+    {{ with_wealth_and_drawdown('daily', 'arm, market, ticker') }}
 ),
 
 series_beta as (
@@ -98,12 +92,7 @@ combined as (
         returns.arm,
         returns.market,
         returns.ticker,
-        arms.model,
-        arms."mode",
-        arms.attitude,
-        arms.replicate,
-        arms.is_llm,
-        arms.arm_kind,
+        {{ arm_columns('arms') }},
         models.params_total_b,
         models.params_active_b,
         arms.window_start,

@@ -5,8 +5,7 @@ with trips as (
 ),
 
 arms as (
-    select arm, market, model, "mode", attitude, replicate, is_llm, arm_kind
-    from {{ ref('stg_landing__backtest_arms') }}
+    select * from {{ ref('stg_landing__backtest_arms') }}
 ),
 
 regimes as (
@@ -20,12 +19,7 @@ final as (
         trips.ticker,
         trips.entry_date,
         trips.exit_date,
-        arms.model,
-        arms."mode",
-        arms.attitude,
-        arms.replicate,
-        arms.is_llm,
-        arms.arm_kind,
+        {{ arm_columns('arms') }},
         trips.holding_sessions,
         trips.n_fills,
         trips.entry_value,

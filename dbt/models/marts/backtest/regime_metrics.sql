@@ -10,13 +10,7 @@ with portfolio as (
 ),
 
 with_drawdown as (
-    select
-        *,
-        {{ drawdown('wealth', 'arm, market, regime', '"date"') }} as drawdown
-    from (
-        select *, {{ wealth('daily_return', 'arm, market, regime', '"date"') }} as wealth
-        from portfolio
-    )
+    {{ with_wealth_and_drawdown('portfolio', 'arm, market, regime') }}
 ),
 
 regime_beta as (
