@@ -205,6 +205,31 @@ def test_dbt_assets_are_grouped_by_folder_and_read_each_market():
     assert deps == {raw_asset_key("us", "prices"), raw_asset_key("cn", "prices")}
 
 
+def test_backtest_models_build_apart_after_the_simulation():
+    """The models tagged backtest read landing files the warehouse run does not have yet."""
+    from dagster_project.backtest_assets import backtest_dbt_assets, backtest_simulation
+
+    warehouse = {key.path[-1] for key in warehouse_dbt_assets.keys}
+    backtest = {spec.key.path[-1]: spec for spec in backtest_dbt_assets.specs}
+    assert set(backtest) == {
+        "stg_landing__llm_decisions",
+        "stg_landing__backtest_sleeves",
+        "stg_landing__backtest_round_trips",
+        "stg_landing__backtest_arms",
+        "backtest_daily",
+        "backtest_trades",
+        "backtest_metrics",
+        "regime_metrics",
+    }
+    assert not warehouse & set(backtest) and "regime_labels" in warehouse
+    assert {spec.group_name for spec in backtest.values()} == {"backtest"}
+    sleeves_deps = {dep.asset_key for dep in backtest["stg_landing__backtest_sleeves"].deps}
+    assert sleeves_deps == {dg.AssetKey("backtest_sleeves")}
+    assert dg.AssetKey("backtest_sleeves") in backtest_simulation.keys
+    decisions_deps = {dep.asset_key for dep in backtest["stg_landing__llm_decisions"].deps}
+    assert decisions_deps == {dg.AssetKey("llm_decisions")}
+
+
 def test_build_without_ingest_names_the_missing_step(tmp_path: Path, capsys):
     assert main(["--data-dir", str(tmp_path / "empty"), "build"]) == 1
     assert "run `strat-llm ingest` first" in capsys.readouterr().err
