@@ -104,7 +104,7 @@ class BacktestSummary:
             out.append(
                 f"{run.market}: {len(run.arms)} arms x {run.tickers} tickers x {run.sessions} "
                 f"sessions ({run.start} .. {run.end}); {run.decisions} decisions, "
-                f"{run.untradable_decisions} after the last bar (not tradable yet), "
+                f"{run.untradable_decisions} not tradable (after the last bar or no bars), "
                 f"{run.trades} closed round trips"
             )
         return out
@@ -126,14 +126,31 @@ class MarketData:
         return ~np.isnan(self.close)
 
     def matrix(self, frame: pd.DataFrame, column: str, date_column: str) -> np.ndarray:
-        """Pivot `column` of rows keyed by ticker and date onto (tickers, sessions); NaN
-        elsewhere. Rows outside the axes are ignored (the caller counts them)."""
-        out = np.full((len(self.tickers), len(self.sessions)), np.nan)
-        rows = self.tickers.get_indexer(frame["ticker"])
-        cols = self.sessions.get_indexer(pd.to_datetime(frame[date_column]))
-        inside = (rows >= 0) & (cols >= 0)
-        out[rows[inside], cols[inside]] = frame[column].to_numpy(dtype=np.float64)[inside]
-        return out
+        return pivot(frame, column, date_column, self.tickers, self.sessions)
+
+    def on_axes(self, frame: pd.DataFrame, date_column: str) -> np.ndarray:
+        """Which rows (keyed by ticker and date) fall on this market's axes."""
+        return (
+            frame["ticker"].isin(self.tickers).to_numpy()
+            & pd.to_datetime(frame[date_column]).isin(self.sessions).to_numpy()
+        )
+
+
+def pivot(
+    frame: pd.DataFrame,
+    column: str,
+    date_column: str,
+    tickers: pd.Index,
+    sessions: pd.DatetimeIndex,
+) -> np.ndarray:
+    """`column` of rows keyed by ticker and date on (tickers, sessions); NaN elsewhere. Rows
+    off the axes are left out (the caller counts them)."""
+    out = np.full((len(tickers), len(sessions)), np.nan)
+    rows = tickers.get_indexer(frame["ticker"])
+    cols = sessions.get_indexer(pd.to_datetime(frame[date_column]))
+    inside = (rows >= 0) & (cols >= 0)
+    out[rows[inside], cols[inside]] = frame[column].to_numpy(dtype=np.float64)[inside]
+    return out
 
 
 def read_decisions(layout: DataLayout, arms: Sequence[str] | None) -> pd.DataFrame:
@@ -210,13 +227,12 @@ def load_market(
     rules = ticker_rules(universe, rules_row, capital)
     sessions = pd.DatetimeIndex(sorted(prices["date"].unique()))
     tickers = pd.Index(sorted(prices["ticker"].unique()))
-    data = MarketData(market, sessions, tickers, np.empty(0), np.empty(0), [])
     return MarketData(
         market,
         sessions,
         tickers,
-        data.matrix(prices, "open", "date"),
-        data.matrix(prices, "close", "date"),
+        pivot(prices, "open", "date", tickers, sessions),
+        pivot(prices, "close", "date", tickers, sessions),
         [rules[ticker] for ticker in tickers],
     )
 
@@ -309,7 +325,8 @@ def simulate_market(
         & (decisions["decision_date"] <= pd.Timestamp(end))
     ].copy()
     in_window["target"] = decision_targets(in_window)
-    untradable = int((~in_window["decision_date"].isin(data.sessions)).sum())
+    # Off the axes: dated after the last bar (live-forward) or for a ticker without bars.
+    untradable = in_window[~data.on_axes(in_window, "decision_date")]
     arms = _arm_rows(market, in_window, config.baselines)
     signals = snapshot_signals(layout.warehouse, data) if config.baselines else {}
     seed = [config.random_seed, zlib.crc32(market.encode())]  # one stream per market
@@ -339,9 +356,7 @@ def simulate_market(
     arms["window_start"], arms["window_end"] = start, end
     arms["n_sessions"], arms["n_tickers"] = len(data.sessions), len(data.tickers)
     arms["n_decisions"] = _count_by_arm(arms, in_window)
-    arms["n_untradable_decisions"] = _count_by_arm(
-        arms, in_window[~in_window["decision_date"].isin(data.sessions)]
-    )
+    arms["n_untradable_decisions"] = _count_by_arm(arms, untradable)
     arms["fill_at"], arms["random_seed"] = config.fill_at, config.random_seed
     arms["initial_capital"] = config.initial_capital
     tables = {
@@ -357,7 +372,7 @@ def simulate_market(
         len(data.tickers),
         list(arms["arm"]),
         len(in_window),
-        untradable,
+        len(untradable),
         len(trips),
     )
     return tables, run

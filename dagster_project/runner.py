@@ -212,8 +212,8 @@ def backtest(config: dict[str, Any]) -> str:
             metadata = {key: value.value for key, value in materialization.metadata.items()}
             lines.append(
                 f"simulated {metadata['arms']} arms in {metadata['markets']}: "
-                f"{metadata['decisions']} decisions ({metadata['untradable_decisions']} after "
-                f"the last bar), {metadata['round_trips']} closed round trips"
+                f"{metadata['decisions']} decisions ({metadata['untradable_decisions']} not "
+                f"tradable), {metadata['round_trips']} closed round trips"
             )
     lines.append(portfolio_table(DataLayout.from_env().warehouse))
     return "\n".join(lines)

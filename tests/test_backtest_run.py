@@ -126,6 +126,25 @@ def test_demo_ends_with_portfolio_metrics_per_arm_and_market(demo_run):
     assert len(regimes) == 6  # every regime in both markets
 
 
+def test_decisions_after_the_last_bar_are_counted_not_traded(demo_run):
+    """The demo decides through the sessions past the data (live-forward): those cannot fill."""
+    layout, _ = demo_run
+    arms = _query(layout, "select * from stg_landing__backtest_arms where arm_kind = 'reference'")
+    for market, rows in arms.groupby("market"):
+        last_bar = pd.read_parquet(layout.raw_file(market, "prices"))["date"].max()
+        decisions = _query(
+            layout,
+            "select arm, count(*) filter (where decision_date > ?) as late, count(*) as n "
+            "from stg_landing__llm_decisions where market = ? group by arm",
+            last_bar,
+            market,
+        ).set_index("arm")
+        for row in rows.itertuples():
+            assert row.n_untradable_decisions == decisions.loc[row.arm, "late"] > 0
+            assert row.n_decisions == decisions.loc[row.arm, "n"]
+            assert pd.Timestamp(row.window_end) > pd.Timestamp(last_bar)
+
+
 def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
     """Each sleeve buys whole lots at the first open of the window (slippage and commission
     paid once) and holds: its final equity is the cash left plus the shares at the last close."""
