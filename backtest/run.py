@@ -360,7 +360,7 @@ def simulate_market(
     arms["fill_at"], arms["random_seed"] = config.fill_at, config.random_seed
     arms["initial_capital"] = config.initial_capital
     tables = {
-        "sleeves": sleeve_table(market, result, series, data.sessions.date, target),
+        "sleeves": sleeve_table(market, result, series, data.sessions, target),
         "round_trips": trip_table(market, trips, series),
         "arms": pa.Table.from_pandas(arms, schema=ARM_SCHEMA, preserve_index=False),
     }
@@ -396,10 +396,13 @@ def sleeve_table(
     market: str,
     result: SimulationResult,
     series: SeriesLabels,
-    sessions: np.ndarray,
+    sessions: pd.DatetimeIndex,
     target: np.ndarray,
 ) -> pa.Table:
-    """One row per (series, session), series-major, in the column order of `backtest_daily`."""
+    """One row per (series, session), series-major, in the column order of `backtest_daily`.
+
+    Labels are dictionary-encoded and dates built from datetime64: thousands of arms make
+    tens of millions of rows, which Python objects per row would not fit."""
     n_series, n_sessions = len(series.arm), len(sessions)
 
     def flat(values: np.ndarray) -> np.ndarray:
@@ -410,10 +413,10 @@ def sleeve_table(
 
     return pa.table(
         {
-            "arm": np.repeat(series.arm, n_sessions),
-            "market": np.full(n_series * n_sessions, market, dtype=object),
-            "ticker": np.repeat(series.ticker, n_sessions),
-            "date": np.tile(sessions, n_series),
+            "arm": _repeated_labels(series.arm, n_sessions),
+            "market": _repeated_labels(np.full(n_series, market, dtype=object), n_sessions),
+            "ticker": _repeated_labels(series.ticker, n_sessions),
+            "date": pa.array(np.tile(sessions.values.astype("datetime64[D]"), n_series)),
             "target_exposure": nullable(target),
             "has_bar": flat(series.has_bar),
             "shares": flat(result.shares),
@@ -429,6 +432,14 @@ def sleeve_table(
             "daily_return": flat(result.daily_return),
             "initial_capital": np.repeat(series.initial_capital, n_sessions),
         }
+    )
+
+
+def _repeated_labels(labels: np.ndarray, times: int) -> pa.DictionaryArray:
+    """Each series' label repeated for its sessions, as codes into the distinct labels."""
+    names, codes = np.unique(labels.astype(str), return_inverse=True)
+    return pa.DictionaryArray.from_arrays(
+        np.repeat(codes.astype(np.int32), times), pa.array(names, type=pa.string())
     )
 
 
