@@ -49,11 +49,13 @@ that both are bit-identical, and the tests and the bench hold them to 1e-9.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -204,132 +206,182 @@ class Fills:
     limit_blocked: np.ndarray
 
 
-@dataclass(frozen=True)
-class _Rates:
-    """Per-series constants derived once, so that a session is a few ufuncs on vectors.
-
-    `up_factor` / `down_factor` are 10000 +/- 100 x pct: limit-up in cents is
-    floor((prev_cents x up_factor + 5000) / 10000), i.e. half-up on exact integers.
-    """
-
-    lot: np.ndarray
-    buy_factor: np.ndarray
-    sell_factor: np.ndarray
-    commission_rate: np.ndarray
-    min_commission: np.ndarray
-    stamp_rate: np.ndarray
-    t_plus_one: np.ndarray
-    up_factor: np.ndarray
-    down_factor: np.ndarray
-    zeros: np.ndarray
-    ones: np.ndarray
-    limited: bool
-
-    @classmethod
-    def of(cls, rules: SeriesRules) -> _Rates:
-        pct = rules.price_limit_pct
-        return cls(
-            lot=rules.lot_size,
-            buy_factor=1.0 + rules.slippage_bps / BPS,
-            sell_factor=1.0 - rules.slippage_bps / BPS,
-            commission_rate=rules.commission_bps / BPS,
-            min_commission=rules.min_commission,
-            stamp_rate=rules.stamp_duty_sell_bps / BPS,
-            t_plus_one=rules.t_plus_one,
-            up_factor=np.rint(BPS + 100.0 * pct),
-            down_factor=np.rint(BPS - 100.0 * pct),
-            zeros=np.zeros(len(rules)),
-            ones=np.ones(len(rules)),
-            limited=bool((~np.isnan(pct)).any()),
-        )
-
-
 def price_limits(prev_close: np.ndarray, pct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Limit-up and limit-down prices, rounded half-up to cents (NaN where no limit).
 
     Worked on integer cents, so that e.g. 10.15 x 1.1 = 11.165 is 11.17 as the exchange's
     decimal rule says (binary `round(11.165, 2)` gives 11.16).
     """
-    up, down = _limit_cents(
-        np.rint(prev_close * 100.0), np.rint(BPS + 100.0 * pct), np.rint(BPS - 100.0 * pct)
-    )
+    prev_cents = np.rint(prev_close * 100.0)
+    up = np.floor((prev_cents * np.rint(BPS + 100.0 * pct) + 5000.0) / BPS)
+    down = np.floor((prev_cents * np.rint(BPS - 100.0 * pct) + 5000.0) / BPS)
     return up / 100.0, down / 100.0
 
 
-def _limit_cents(
-    prev_cents: np.ndarray, up_factor: np.ndarray, down_factor: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    up = np.floor((prev_cents * up_factor + 5000.0) / BPS)
-    down = np.floor((prev_cents * down_factor + 5000.0) / BPS)
-    return up, down
+# Rows of the per-series constants that `_rates` derives once; inside the kernels these module
+# constants are compile-time literals.
+_LOT, _BUY_FACTOR, _SELL_FACTOR, _COMMISSION_RATE, _MIN_COMMISSION = range(5)
+_STAMP_RATE, _T_PLUS_ONE, _UP_FACTOR, _DOWN_FACTOR = range(5, 9)
+_N_RATES = 9
 
 
-def _limit_blocks(
-    open_: np.ndarray, prev_close: np.ndarray, rates: _Rates
-) -> tuple[np.ndarray, np.ndarray]:
-    """(buy_blocked, sell_blocked): open at/above limit-up, open at/below limit-down.
+def _rates(rules: SeriesRules) -> np.ndarray:
+    """(9, n_series) constants, derived as the reference derives them (1 + slippage, bps / 1e4)
+    so that the kernels' arithmetic is the reference's, bit for bit.
 
-    NaN comparisons are False: no limit, no previous close or no bar blocks nothing.
+    The limit factors are 10000 +/- 100 x pct (NaN: no limit): limit-up in cents is
+    floor((prev_cents x up_factor + 5000) / 10000), i.e. half-up on exact integers.
     """
-    up, down = _limit_cents(np.rint(prev_close * 100.0), rates.up_factor, rates.down_factor)
+    rates = np.empty((_N_RATES, len(rules)))
+    rates[_LOT] = rules.lot_size
+    rates[_BUY_FACTOR] = 1.0 + rules.slippage_bps / BPS
+    rates[_SELL_FACTOR] = 1.0 - rules.slippage_bps / BPS
+    rates[_COMMISSION_RATE] = rules.commission_bps / BPS
+    rates[_MIN_COMMISSION] = rules.min_commission
+    rates[_STAMP_RATE] = rules.stamp_duty_sell_bps / BPS
+    rates[_T_PLUS_ONE] = rules.t_plus_one
+    rates[_UP_FACTOR] = np.rint(BPS + 100.0 * rules.price_limit_pct)
+    rates[_DOWN_FACTOR] = np.rint(BPS - 100.0 * rules.price_limit_pct)
+    return rates
+
+
+# The kernels are compiled by numba on first use (a few seconds) and kept in numba's on-disk
+# cache (`__pycache__` beside this file, else the user's cache dir, or NUMBA_CACHE_DIR), so
+# later processes load them instead. error_model="numpy": a float division by zero gives
+# inf/NaN as in numpy instead of raising, which spares a check per division.
+_JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
+
+
+def _kernel(function: Any) -> Any:
+    """njit with the on-disk cache where numba finds a writable cache directory.
+
+    Where it finds none (read-only install, no writable home), numba refuses `cache=True` when
+    the function is decorated, which would make this module unimportable: compile in memory in
+    every process instead, and say so once.
+    """
+    try:
+        return numba.njit(cache=True, **_JIT_OPTIONS)(function)
+    except RuntimeError as error:
+        warnings.warn(
+            f"backtest.simulation: numba cannot cache {function.__name__} ({error}); it is "
+            "compiled in every process (set NUMBA_CACHE_DIR to a writable directory)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return numba.njit(**_JIT_OPTIONS)(function)
+
+
+_NO_FILL = (0.0, math.nan, 0.0)  # traded shares, fill price, fees
+
+
+@numba.njit(inline="always", **_JIT_OPTIONS)
+def _order(
+    cash: float,
+    shares: float,
+    bought_today: float,
+    wanted: float,
+    open_: float,
+    reference: float,
+    rates: np.ndarray,
+    s: int,
+) -> tuple[float, float, float, float, bool]:
+    """One series' order at the open, step for step as `simulate_one_series` places it:
+    (traded shares, fill price, fees, cash after, blocked at a price limit)."""
+    if math.isnan(open_) or math.isnan(wanted):  # no bar or no decision: keep
+        return 0.0, math.nan, 0.0, cash, False
+    lot = rates[_LOT, s]
+    buy_price, sell_price = open_ * rates[_BUY_FACTOR, s], open_ * rates[_SELL_FACTOR, s]
+    equity_open = cash + shares * open_
+    at_buy = np.floor(wanted * equity_open / (buy_price * lot)) * lot
+    at_sell = np.floor(wanted * equity_open / (sell_price * lot)) * lot
+    # NaN (no limit, no previous close) compares False: nothing is blocked.
     open_cents = np.rint(open_ * 100.0)
-    return open_cents >= up, open_cents <= down
+    prev_cents = np.rint(reference * 100.0)
+    if at_buy > shares:
+        limit_up = np.floor((prev_cents * rates[_UP_FACTOR, s] + 5000.0) / BPS)
+        if open_cents >= limit_up:
+            return 0.0, math.nan, 0.0, cash, True
+        return _buy(at_buy - shares, buy_price, cash, rates, s)
+    if at_sell < shares:
+        limit_down = np.floor((prev_cents * rates[_DOWN_FACTOR, s] + 5000.0) / BPS)
+        if open_cents <= limit_down:
+            return 0.0, math.nan, 0.0, cash, True
+        sellable = shares - bought_today if rates[_T_PLUS_ONE, s] else shares
+        return _sell(min(shares - at_sell, sellable), sell_price, cash, rates, s)
+    return 0.0, math.nan, 0.0, cash, False
 
 
-def _drop_at_limits(
-    to_buy: np.ndarray,
-    to_sell: np.ndarray,
-    blocked: np.ndarray,
+@numba.njit(inline="always", **_JIT_OPTIONS)
+def _buy_cost(shares: float, price: float, rate: float, minimum: float) -> float:
+    notional = shares * price
+    return notional + max(minimum, notional * rate)
+
+
+@numba.njit(inline="always", **_JIT_OPTIONS)
+def _buy(
+    wanted: float, price: float, cash: float, rates: np.ndarray, s: int
+) -> tuple[float, float, float, float, bool]:
+    """Buy the most of `wanted` that cash covers with its commission, in steps of whole lots.
+
+    The reference drops one lot at a time from `wanted`; the closed form (cash over price with
+    proportional commission; cash less the minimum over price) lands on or next to its answer,
+    and the two loops settle it exactly on the same grid, so a large shortfall costs no loop.
+    """
+    lot, rate = rates[_LOT, s], rates[_COMMISSION_RATE, s]
+    minimum = rates[_MIN_COMMISSION, s]
+    shares = wanted
+    if _buy_cost(shares, price, rate, minimum) > cash:
+        cap = min(cash / (price * (1.0 + rate)), (cash - minimum) / price)
+        shares = wanted - max(np.ceil((wanted - cap) / lot), 1.0) * lot
+        while shares > 0 and _buy_cost(shares, price, rate, minimum) > cash:
+            shares -= lot
+        while shares + lot < wanted and _buy_cost(shares + lot, price, rate, minimum) <= cash:
+            shares += lot
+    if shares <= 0:
+        return 0.0, math.nan, 0.0, cash, False
+    notional = shares * price
+    commission = max(minimum, notional * rate)
+    return shares, price, commission, cash - (notional + commission), False
+
+
+@numba.njit(inline="always", **_JIT_OPTIONS)
+def _sell(
+    shares: float, price: float, cash: float, rates: np.ndarray, s: int
+) -> tuple[float, float, float, float, bool]:
+    """Sell `shares` with commission and stamp duty; skipped if the costs would overdraw."""
+    notional = shares * price
+    commission = max(rates[_MIN_COMMISSION, s], notional * rates[_COMMISSION_RATE, s])
+    stamp_duty = notional * rates[_STAMP_RATE, s]
+    proceeds = notional - commission - stamp_duty
+    if shares <= 0 or cash + proceeds < 0:
+        return 0.0, math.nan, 0.0, cash, False
+    return -shares, price, commission + stamp_duty, cash + proceeds, False
+
+
+@_kernel
+def _orders_at_open(
+    book_cash: np.ndarray,
+    book_shares: np.ndarray,
+    bought_today: np.ndarray,
+    target: np.ndarray,
     open_: np.ndarray,
     prev_close: np.ndarray,
-    rates: _Rates,
+    rates: np.ndarray,
+    traded: np.ndarray,
+    price: np.ndarray,
+    fees: np.ndarray,
+    blocked: np.ndarray,
 ) -> None:
-    """Zero the orders a price limit blocks and flag them, in place (few series: sparse)."""
-    buy_blocked, sell_blocked = _limit_blocks(open_, prev_close, rates)
-    for at_limit, orders in ((buy_blocked, to_buy), (sell_blocked, to_sell)):
-        index = np.flatnonzero(at_limit)
-        blocked[index] |= orders[index] > 0
-        orders[index] = 0.0
-
-
-def _lots(value: np.ndarray, price: np.ndarray, lot: np.ndarray) -> np.ndarray:
-    """Whole lots that `value` buys at `price`, in shares (NaN where value is NaN)."""
-    return np.floor(value / (price * lot)) * lot
-
-
-def _commission(
-    shares: np.ndarray, price: np.ndarray, minimum: np.ndarray, rate: np.ndarray, one: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(notional, commission, traded): traded is 1.0 where shares trade, else 0.0 (shares are
-    whole, so fmin with `one` gives it), and no trade pays no commission."""
-    traded = np.fmin(shares, one)
-    notional = shares * price
-    return notional, np.maximum(minimum * traded, notional * rate), traded
-
-
-def _shrink_to_cash(
-    to_buy: np.ndarray, price: np.ndarray, cash: np.ndarray, over: np.ndarray, rates: _Rates
-) -> None:
-    """Cut the buys that cash cannot cover (indices `over`) to the most whole lots it covers.
-
-    Closed form (cash over price with proportional commission; cash less the minimum commission
-    over price), corrected by one lot either way against the exact cost, so it equals the
-    reference's shrink-one-lot-at-a-time loop despite rounding in the division.
-    """
-    wanted, fill, money = to_buy[over], price[over], cash[over]
-    lot, rate, minimum = rates.lot[over], rates.commission_rate[over], rates.min_commission[over]
-
-    def fits(shares: np.ndarray) -> np.ndarray:
-        notional, commission, _ = _commission(shares, fill, minimum, rate, 1.0)
-        return notional + commission <= money
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cap = np.minimum(money / (fill * (1.0 + rate)), (money - minimum) / fill)
-    shares = np.minimum(np.maximum(np.floor(cap / lot) * lot, 0.0), wanted)
-    more = shares + lot
-    shares = np.where((more <= wanted) & fits(more), more, shares)
-    shares = np.where((shares > 0) & ~fits(shares), shares - lot, shares)
-    to_buy[over] = shares
+    """`execute_at_open` for every series: the book in place, the fills into the last four."""
+    for s in range(book_cash.shape[0]):
+        quantity, fill, fee, cash, at_limit = _order(
+            book_cash[s], book_shares[s], bought_today[s], target[s], open_[s], prev_close[s],
+            rates, s,
+        )  # fmt: skip
+        book_cash[s] = cash
+        book_shares[s] += quantity
+        bought_today[s] += max(quantity, 0.0)
+        traded[s], price[s], fees[s], blocked[s] = quantity, fill, fee, at_limit
 
 
 def execute_at_open(
@@ -345,57 +397,82 @@ def execute_at_open(
     (without `book.new_session()`) is how a second intraday order would behave: T+1 then caps
     sells at the shares not bought this session.
     """
-    return _execute(book, target, open_, prev_close, _Rates.of(rules))
-
-
-def _execute(
-    book: Book, target: np.ndarray, open_: np.ndarray, prev_close: np.ndarray, rates: _Rates
-) -> Fills:
-    priced = np.fmax(open_, rates.zeros)  # no bar (NaN) -> 0: an empty order costs 0, not NaN
-    buy_price, sell_price = priced * rates.buy_factor, priced * rates.sell_factor
-    wanted_value = target * (book.cash + book.shares * open_)  # NaN: no decision or no bar
-    to_buy = np.fmax(_lots(wanted_value, buy_price, rates.lot) - book.shares, rates.zeros)
-    to_sell = np.fmax(book.shares - _lots(wanted_value, sell_price, rates.lot), rates.zeros)
-    blocked = np.zeros(len(rates.zeros), dtype=bool)
-    if rates.limited:
-        _drop_at_limits(to_buy, to_sell, blocked, open_, prev_close, rates)
-    if book.bought_today.any():  # T+1; never in `simulate`, whose one order comes first
-        to_sell = np.fmin(to_sell, book.shares - book.bought_today * rates.t_plus_one)
-
-    buy_notional, buy_commission, buying = _commission(
-        to_buy, buy_price, rates.min_commission, rates.commission_rate, rates.ones
+    cash, shares, bought_today, target, open_, prev_close = (
+        np.array(a, dtype=np.float64)
+        for a in (book.cash, book.shares, book.bought_today, target, open_, prev_close)
     )
-    cost = buy_notional + buy_commission
-    over = np.flatnonzero(cost > book.cash)
-    if over.size:
-        _shrink_to_cash(to_buy, buy_price, book.cash, over, rates)
-        notional, commission, trades = _commission(
-            to_buy[over],
-            buy_price[over],
-            rates.min_commission[over],
-            rates.commission_rate[over],
-            1.0,
-        )
-        buy_notional[over], buy_commission[over], buying[over] = notional, commission, trades
-        cost[over] = notional + commission
+    n_series = len(rules)
+    traded, price, fees = np.empty(n_series), np.empty(n_series), np.empty(n_series)
+    blocked = np.empty(n_series, dtype=bool)
+    _orders_at_open(
+        cash, shares, bought_today, target, open_, prev_close, _rates(rules),
+        traded, price, fees, blocked,
+    )  # fmt: skip
+    book.cash, book.shares, book.bought_today = cash, shares, bought_today
+    return Fills(traded, price, fees, blocked)
 
-    sell_notional, sell_commission, selling = _commission(
-        to_sell, sell_price, rates.min_commission, rates.commission_rate, rates.ones
-    )
-    stamp_duty = sell_notional * rates.stamp_rate
-    proceeds = sell_notional - sell_commission - stamp_duty
-    if (proceeds < 0).any():  # costs above the notional: skip the sell if it would overdraw
-        keep = book.cash + proceeds >= 0
-        to_sell, sell_commission, selling = to_sell * keep, sell_commission * keep, selling * keep
-        stamp_duty, proceeds = stamp_duty * keep, proceeds * keep
 
-    book.cash = book.cash - cost + proceeds
-    book.shares = book.shares + to_buy - to_sell
-    book.bought_today = book.bought_today + to_buy
-    with np.errstate(invalid="ignore"):  # 0 / 0 -> NaN: no fill, no price
-        price = (buy_price * buying + sell_price * selling) / (buying + selling)
-    fees = buy_commission + sell_commission + stamp_duty
-    return Fills(to_buy - to_sell, price, fees, blocked)
+# Series simulated together: for each session the kernel walks a block of series, so both input
+# layouts stream (session-major reads a contiguous run, series-major a few hundred rows).
+_SERIES_BLOCK = 256
+
+
+@_kernel
+def _simulate_kernel(
+    target: np.ndarray,
+    open_: np.ndarray,
+    close: np.ndarray,
+    prev_close: np.ndarray,
+    rates: np.ndarray,
+    initial_capital: np.ndarray,
+    shares_out: np.ndarray,
+    cash_out: np.ndarray,
+    value_out: np.ndarray,
+    equity_out: np.ndarray,
+    fees_out: np.ndarray,
+    return_out: np.ndarray,
+    exposure_out: np.ndarray,
+    traded_out: np.ndarray,
+    price_out: np.ndarray,
+    blocked_out: np.ndarray,
+) -> None:
+    """The whole per-session state machine of `simulate_one_series`, for every series.
+
+    Inputs are (n_series, n_sessions); `prev_close` of shape (0, 0) means "the series' last
+    close". Outputs are session-major, (n_sessions, n_series). One order per session, placed
+    before anything is bought, so nothing bought today is ever sellable-capped (T+1).
+    """
+    n_series, n_sessions = target.shape
+    given_prev_close = prev_close.shape[0] > 0
+    cash = initial_capital.copy()
+    previous_equity = initial_capital.copy()
+    shares = np.zeros(n_series)
+    last_close = np.full(n_series, np.nan)
+    for first in range(0, n_series, _SERIES_BLOCK):
+        stop = min(first + _SERIES_BLOCK, n_series)
+        for t in range(n_sessions):
+            for s in range(first, stop):
+                reference = prev_close[s, t] if given_prev_close else last_close[s]
+                traded, fill, fee, cash_after, at_limit = _order(
+                    cash[s], shares[s], 0.0, target[s, t], open_[s, t], reference, rates, s
+                )
+                cash[s] = cash_after
+                shares[s] += traded
+                if not math.isnan(close[s, t]):
+                    last_close[s] = close[s, t]
+                value = shares[s] * last_close[s] if shares[s] > 0 else 0.0
+                equity = cash[s] + value
+                shares_out[t, s] = shares[s]
+                cash_out[t, s] = cash[s]
+                value_out[t, s] = value
+                equity_out[t, s] = equity
+                fees_out[t, s] = fee
+                return_out[t, s] = equity / previous_equity[s] - 1.0
+                exposure_out[t, s] = value / equity if equity > 0 else math.nan
+                traded_out[t, s] = traded
+                price_out[t, s] = fill
+                blocked_out[t, s] = at_limit
+                previous_equity[s] = equity
 
 
 def _validate(
@@ -430,34 +507,6 @@ def _validate(
         raise ValueError("simulate: initial_capital must be positive and lot_size at least 1")
 
 
-def _session_rows(
-    arrays: Sequence[np.ndarray | None], block: int = 32
-) -> Iterator[tuple[np.ndarray | None, ...]]:
-    """Yield each session's contiguous (n_series,) slices of the (n_series, n_sessions) inputs.
-
-    Session-major inputs (Fortran order, e.g. the transpose of a sessions x series pivot) are
-    sliced without a copy; others are transposed a block of sessions at a time into a reused
-    buffer, which keeps the copy cache-friendly. A row is valid until the next block.
-    """
-    n_sessions = next(a for a in arrays if a is not None).shape[1]
-    return zip(*(_rows(a, n_sessions, block) for a in arrays), strict=True)
-
-
-def _rows(array: np.ndarray | None, n_sessions: int, block: int) -> Iterator[np.ndarray | None]:
-    if array is None:
-        yield from (None for _ in range(n_sessions))
-        return
-    n_series = array.shape[0]
-    if array.flags.f_contiguous:
-        yield from (array[:, t] for t in range(n_sessions))
-        return
-    buffer = np.empty((block, n_series))
-    for start in range(0, n_sessions, block):
-        size = min(block, n_sessions - start)
-        np.copyto(buffer[:size], array[:, start : start + size].T)
-        yield from buffer[:size]
-
-
 def simulate(
     target: np.ndarray,
     open_: np.ndarray,
@@ -468,9 +517,8 @@ def simulate(
     """Simulate every series at once; arrays are (n_series, n_sessions).
 
     `prev_close` (same shape) is the close the price limits refer to; by default the series'
-    last close before each session, i.e. none on its first bar. Inputs in Fortran order
-    (session-major) are read without a copy. The result's arrays are transposed views of
-    session-major outputs.
+    last close before each session, i.e. none on its first bar. Inputs are read in place in
+    either layout. The result's arrays are transposed views of session-major outputs.
     """
     target, open_, close = (np.asarray(a, dtype=np.float64) for a in (target, open_, close))
     if prev_close is not None:
@@ -479,48 +527,16 @@ def simulate(
     n_series, n_sessions = target.shape
     out = {f.name: np.empty((n_sessions, n_series)) for f in fields(SimulationResult)}
     out["limit_blocked"] = np.empty((n_sessions, n_series), dtype=bool)
-    rates = _Rates.of(rules)
-    book = Book.opening(rules)
-    last_close = np.full(n_series, np.nan)
-    previous_equity = book.cash
-    rows = _session_rows([target, open_, close, prev_close])
-    for t, (session_target, session_open, session_close, given_prev) in enumerate(rows):
-        book.new_session()
-        reference = last_close if given_prev is None else given_prev
-        fills = _execute(book, session_target, session_open, reference, rates)
-        last_close = np.where(session_close > 0, session_close, last_close)
-        equity = _mark(out, t, book, last_close, rates.zeros)
-        _store(out, t, book, fills, equity, previous_equity)
-        previous_equity = equity
+    _simulate_kernel(
+        target,
+        open_,
+        close,
+        np.empty((0, 0)) if prev_close is None else prev_close,
+        _rates(rules),
+        rules.initial_capital.astype(np.float64),
+        *(out[f.name] for f in fields(SimulationResult)),  # the kernel's order
+    )
     return SimulationResult(**{name: array.T for name, array in out.items()})
-
-
-def _mark(
-    out: dict[str, np.ndarray], t: int, book: Book, last_close: np.ndarray, zeros: np.ndarray
-) -> np.ndarray:
-    """Position value and equity at the close, written straight into the output rows."""
-    value = np.multiply(book.shares, last_close, out=out["position_value"][t])
-    np.fmax(value, zeros, out=value)  # 0 x NaN before a series' first close
-    return np.add(book.cash, value, out=out["equity"][t])
-
-
-def _store(
-    out: dict[str, np.ndarray],
-    t: int,
-    book: Book,
-    fills: Fills,
-    equity: np.ndarray,
-    previous_equity: np.ndarray,
-) -> None:
-    out["shares"][t] = book.shares
-    out["cash"][t] = book.cash
-    out["fees"][t] = fills.fees
-    daily_return = np.divide(equity, previous_equity, out=out["daily_return"][t])
-    daily_return -= 1.0
-    np.divide(out["position_value"][t], equity, out=out["exposure"][t])
-    out["traded_shares"][t] = fills.traded
-    out["fill_price"][t] = fills.price
-    out["limit_blocked"][t] = fills.limit_blocked
 
 
 def simulate_one_series(
