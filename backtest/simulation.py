@@ -290,18 +290,18 @@ def _order(
     if math.isnan(open_) or math.isnan(wanted):  # no bar or no decision: keep
         return 0.0, math.nan, 0.0, cash, False
     lot = rates[_LOT, s]
-    buy_price, sell_price = open_ * rates[_BUY_FACTOR, s], open_ * rates[_SELL_FACTOR, s]
     equity_open = cash + shares * open_
-    at_buy = np.floor(wanted * equity_open / (buy_price * lot)) * lot
-    at_sell = np.floor(wanted * equity_open / (sell_price * lot)) * lot
     # NaN (no limit, no previous close) compares False: nothing is blocked.
-    open_cents = np.rint(open_ * 100.0)
-    prev_cents = np.rint(reference * 100.0)
+    open_cents, prev_cents = np.rint(open_ * 100.0), np.rint(reference * 100.0)
+    buy_price = open_ * rates[_BUY_FACTOR, s]
+    at_buy = np.floor(wanted * equity_open / (buy_price * lot)) * lot
     if at_buy > shares:
         limit_up = np.floor((prev_cents * rates[_UP_FACTOR, s] + 5000.0) / BPS)
         if open_cents >= limit_up:
             return 0.0, math.nan, 0.0, cash, True
         return _buy(at_buy - shares, buy_price, cash, rates, s)
+    sell_price = open_ * rates[_SELL_FACTOR, s]  # only now: most sessions hold after a buy test
+    at_sell = np.floor(wanted * equity_open / (sell_price * lot)) * lot
     if at_sell < shares:
         limit_down = np.floor((prev_cents * rates[_DOWN_FACTOR, s] + 5000.0) / BPS)
         if open_cents <= limit_down:
@@ -412,11 +412,6 @@ def execute_at_open(
     return Fills(traded, price, fees, blocked)
 
 
-# Series simulated together: for each session the kernel walks a block of series, so both input
-# layouts stream (session-major reads a contiguous run, series-major a few hundred rows).
-_SERIES_BLOCK = 256
-
-
 @_kernel
 def _simulate_kernel(
     target: np.ndarray,
@@ -436,43 +431,61 @@ def _simulate_kernel(
     price_out: np.ndarray,
     blocked_out: np.ndarray,
 ) -> None:
-    """The whole per-session state machine of `simulate_one_series`, for every series.
+    """The per-session state machine of `simulate_one_series`, for every series in turn.
 
-    Inputs are (n_series, n_sessions); `prev_close` of shape (0, 0) means "the series' last
-    close". Outputs are session-major, (n_sessions, n_series). One order per session, placed
-    before anything is bought, so nothing bought today is ever sellable-capped (T+1).
+    All arrays are (n_series, n_sessions); `prev_close` of shape (0, 0) means "the series' last
+    close". One series at a time keeps its state in registers and its branches predictable
+    (a series holds, or has no decision, for many sessions running), and writes each output
+    row contiguously. One order per session, placed before anything is bought, so T+1 never
+    caps a sell here (`bought_today` is 0).
     """
     n_series, n_sessions = target.shape
     given_prev_close = prev_close.shape[0] > 0
-    cash = initial_capital.copy()
-    previous_equity = initial_capital.copy()
-    shares = np.zeros(n_series)
-    last_close = np.full(n_series, np.nan)
-    for first in range(0, n_series, _SERIES_BLOCK):
-        stop = min(first + _SERIES_BLOCK, n_series)
+    for s in range(n_series):
+        cash = initial_capital[s]
+        previous_equity = cash
+        shares = 0.0
+        last_close = math.nan
         for t in range(n_sessions):
-            for s in range(first, stop):
-                reference = prev_close[s, t] if given_prev_close else last_close[s]
-                traded, fill, fee, cash_after, at_limit = _order(
-                    cash[s], shares[s], 0.0, target[s, t], open_[s, t], reference, rates, s
-                )
-                cash[s] = cash_after
-                shares[s] += traded
-                if not math.isnan(close[s, t]):
-                    last_close[s] = close[s, t]
-                value = shares[s] * last_close[s] if shares[s] > 0 else 0.0
-                equity = cash[s] + value
-                shares_out[t, s] = shares[s]
-                cash_out[t, s] = cash[s]
-                value_out[t, s] = value
-                equity_out[t, s] = equity
-                fees_out[t, s] = fee
-                return_out[t, s] = equity / previous_equity[s] - 1.0
-                exposure_out[t, s] = value / equity if equity > 0 else math.nan
-                traded_out[t, s] = traded
-                price_out[t, s] = fill
-                blocked_out[t, s] = at_limit
-                previous_equity[s] = equity
+            reference = prev_close[s, t] if given_prev_close else last_close
+            traded, fill, fee, cash, at_limit = _order(
+                cash, shares, 0.0, target[s, t], open_[s, t], reference, rates, s
+            )
+            shares += traded
+            if not math.isnan(close[s, t]):
+                last_close = close[s, t]
+            value = shares * last_close if shares > 0 else 0.0
+            equity = cash + value
+            shares_out[s, t] = shares
+            cash_out[s, t] = cash
+            value_out[s, t] = value
+            equity_out[s, t] = equity
+            fees_out[s, t] = fee
+            return_out[s, t] = equity / previous_equity - 1.0
+            exposure_out[s, t] = value / equity if equity > 0 else math.nan
+            traded_out[s, t] = traded
+            price_out[s, t] = fill
+            blocked_out[s, t] = at_limit
+            previous_equity = equity
+
+
+@_kernel
+def _input_problems(
+    target: np.ndarray, open_: np.ndarray, close: np.ndarray
+) -> tuple[bool, bool, bool, bool]:
+    """One pass over same-shaped inputs: (a target outside 0..1, a bar with only one of open
+    and close, an open not positive and finite, a close not positive and finite).
+
+    NaN compares False, so a missing target or bar is no problem."""
+    bad_target = unpaired = bad_open = bad_close = False
+    for i in range(target.shape[0]):
+        for j in range(target.shape[1]):
+            wanted, open_price, close_price = target[i, j], open_[i, j], close[i, j]
+            bad_target |= (wanted < 0.0) | (wanted > 1.0)
+            unpaired |= math.isnan(open_price) != math.isnan(close_price)
+            bad_open |= (open_price <= 0.0) | math.isinf(open_price)
+            bad_close |= (close_price <= 0.0) | math.isinf(close_price)
+    return bad_target, unpaired, bad_open, bad_close
 
 
 def _validate(
@@ -492,13 +505,15 @@ def _validate(
         raise ValueError(f"simulate: {target.shape[0]} series but rules for {len(rules)}")
     if target.size == 0:
         return
-    if np.fmin.reduce(target, axis=None) < 0 or np.fmax.reduce(target, axis=None) > 1:
+    if all(a.flags.f_contiguous for a in (target, open_, close)):
+        target, open_, close = target.T, open_.T, close.T  # elementwise: walk memory in order
+    bad_target, unpaired, bad_open, bad_close = _input_problems(target, open_, close)
+    if bad_target:
         raise ValueError("simulate: target exposure outside 0..1 (NaN means keep)")
-    if not np.array_equal(np.isnan(open_), np.isnan(close)):
+    if unpaired:
         raise ValueError("simulate: open and close must be missing together (a bar or none)")
-    for name, prices in (("open", open_), ("close", close)):
-        low, high = np.fmin.reduce(prices, axis=None), np.fmax.reduce(prices, axis=None)
-        if low <= 0 or np.isinf(high):
+    for name, bad in (("open", bad_open), ("close", bad_close)):
+        if bad:
             raise ValueError(f"simulate: {name} prices must be positive and finite")
     pct = rules.price_limit_pct[~np.isnan(rules.price_limit_pct)]
     if (np.abs(pct * 100 - np.rint(pct * 100)) > 1e-6).any() or (pct <= 0).any():
@@ -518,15 +533,15 @@ def simulate(
 
     `prev_close` (same shape) is the close the price limits refer to; by default the series'
     last close before each session, i.e. none on its first bar. Inputs are read in place in
-    either layout. The result's arrays are transposed views of session-major outputs.
+    either layout (each layout compiles once); the result's arrays are C-ordered.
     """
     target, open_, close = (np.asarray(a, dtype=np.float64) for a in (target, open_, close))
     if prev_close is not None:
         prev_close = np.asarray(prev_close, dtype=np.float64)
     _validate(target, open_, close, rules, prev_close)
     n_series, n_sessions = target.shape
-    out = {f.name: np.empty((n_sessions, n_series)) for f in fields(SimulationResult)}
-    out["limit_blocked"] = np.empty((n_sessions, n_series), dtype=bool)
+    out = {f.name: np.empty((n_series, n_sessions)) for f in fields(SimulationResult)}
+    out["limit_blocked"] = np.empty((n_series, n_sessions), dtype=bool)
     _simulate_kernel(
         target,
         open_,
@@ -536,7 +551,7 @@ def simulate(
         rules.initial_capital.astype(np.float64),
         *(out[f.name] for f in fields(SimulationResult)),  # the kernel's order
     )
-    return SimulationResult(**{name: array.T for name, array in out.items()})
+    return SimulationResult(**out)
 
 
 def simulate_one_series(
