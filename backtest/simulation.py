@@ -35,12 +35,11 @@ Conventions (what `backtest_daily` and `backtest_trades` rely on):
   bar), equity = cash + position value, exposure = position value / equity,
   daily_return = equity_t / equity_{t-1} - 1 with equity_{-1} = initial capital.
 
-`simulate` loops over sessions only; each step is about 60 numpy passes over (n_series,)
-vectors that stay in cache: session-major (Fortran-order) inputs are sliced without a copy and
-others transposed a block of sessions at a time; outputs are written as session rows (the result
-holds transposed views); indicators are built with arithmetic rather than masks; the rare cases
-(a buy cash cannot cover, a sell that would overdraw, an order at a price limit) are handled on
-the few series concerned. bench/README.md has the figures.
+`simulate` checks its inputs, then runs one compiled loop (numba) over series and, within each,
+sessions: the same steps and the same floating-point operations in the same order as the
+reference, so results agree bit for bit; a series' state stays in registers and its branches
+are predictable (a series holds, or has no decision, for many sessions running). The order step
+is one scalar function shared with `execute_at_open`. bench/README.md has the figures.
 `simulate_one_series` is an independent plain-Python reference (Decimal price limits, a literal
 shrink-by-one-lot loop); it derives the same per-series constants (1 + slippage, bps / 1e4) so
 that both are bit-identical, and the tests and the bench hold them to 1e-9.
@@ -245,33 +244,31 @@ def _rates(rules: SeriesRules) -> np.ndarray:
     return rates
 
 
-# The kernels are compiled by numba on first use (a few seconds) and kept in numba's on-disk
-# cache (`__pycache__` beside this file, else the user's cache dir, or NUMBA_CACHE_DIR), so
-# later processes load them instead. error_model="numpy": a float division by zero gives
-# inf/NaN as in numpy instead of raising, which spares a check per division.
+# The kernels are compiled by numba on first use (about 1 s per input layout) and kept in its
+# on-disk cache (NUMBA_CACHE_DIR if set, else `__pycache__` beside this file, else the user's
+# cache dir), which later processes load in about 0.3 s. error_model="numpy": a float division
+# by zero gives inf/NaN as in numpy instead of raising, which spares a check per division;
+# nogil: other threads run while a kernel does.
 _JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
 def _kernel(function: Any) -> Any:
     """njit with the on-disk cache where numba finds a writable cache directory.
 
-    Where it finds none (read-only install, no writable home), numba refuses `cache=True` when
-    the function is decorated, which would make this module unimportable: compile in memory in
-    every process instead, and say so once.
+    Where it finds none (read-only install, no writable home), numba refuses `cache=True` as
+    soon as the function is decorated, which would make this module unimportable: compile in
+    memory in every process instead, and say so (once: same message, same line).
     """
     try:
         return numba.njit(cache=True, **_JIT_OPTIONS)(function)
-    except RuntimeError as error:
+    except RuntimeError:
         warnings.warn(
-            f"backtest.simulation: numba cannot cache {function.__name__} ({error}); it is "
-            "compiled in every process (set NUMBA_CACHE_DIR to a writable directory)",
+            "backtest.simulation: numba finds no writable cache directory, so its kernels are "
+            "compiled in every process (about 1 s); set NUMBA_CACHE_DIR to a writable directory",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=1,
         )
         return numba.njit(**_JIT_OPTIONS)(function)
-
-
-_NO_FILL = (0.0, math.nan, 0.0)  # traded shares, fill price, fees
 
 
 @numba.njit(inline="always", **_JIT_OPTIONS)
