@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -400,3 +404,185 @@ def test_baselines():
 def test_bad_inputs_are_refused(target, open_, close, message):
     with pytest.raises(ValueError, match=message):
         run(target, open_, close, FREE)
+
+
+def edge_market(
+    rng: np.random.Generator, n_series: int, n_sessions: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, SeriesRules]:
+    """Inputs aimed at the rare branches: sleeves worth a few minimum commissions, big lots,
+    heavy costs and slippage, opens at and next to the limits, tiny and full targets."""
+    rules = [
+        TradingRules(
+            lot_size=int(rng.choice([1, 10, 100, 1000])),
+            commission_bps=float(rng.choice([0.0, 2.5, 30.0])),
+            min_commission=float(rng.choice([0.0, 1.0, 5.0, 50.0])),
+            stamp_duty_sell_bps=float(rng.choice([0.0, 5.0, 10.0])),
+            slippage_bps=float(rng.choice([0.0, 5.0, 50.0])),
+            price_limit_pct=float(rng.choice([NAN, 5.0, 10.0, 20.0])),
+            t_plus_one=bool(rng.random() < 0.5),
+            initial_capital=float(rng.choice([46.0, 60.0, 500.0, 5_000.0, 1e6])),
+        )
+        for _ in range(n_series)
+    ]
+    pct = np.array([r.price_limit_pct for r in rules])
+    limited = ~np.isnan(pct)
+    open_ = np.empty((n_series, n_sessions))
+    close = np.empty((n_series, n_sessions))
+    last = np.round(np.exp(rng.uniform(np.log(0.5), np.log(80.0), n_series)), 2)
+    for t in range(n_sessions):
+        up, down = price_limits(last, pct)
+        up = np.where(limited, up, np.inf)
+        down = np.where(limited, np.maximum(down, 0.01), 0.01)
+        gap = np.round(last * np.exp(rng.normal(0, 0.08, n_series)), 2)
+        draw = rng.random(n_series)
+        nudge = rng.choice([-0.01, 0.0, 0.01], size=n_series)  # at a limit or a cent inside
+        gap = np.where(limited & (draw < 0.08), up + np.minimum(nudge, 0), gap)
+        gap = np.where(limited & (draw > 0.92), down + np.maximum(nudge, 0), gap)
+        open_[:, t] = np.round(np.clip(gap, down, up), 2)
+        moved = np.round(open_[:, t] * np.exp(rng.normal(0, 0.05, n_series)), 2)
+        close[:, t] = np.clip(moved, down, up)
+        last = close[:, t]
+    missing = rng.random((n_series, n_sessions)) < 0.08
+    open_[missing], close[missing] = NAN, NAN
+    target = rng.choice([0.0, 1e-6, 0.5, 1.0, NAN], size=(n_series, n_sessions))
+    continuous = rng.random((n_series, n_sessions)) < 0.2
+    target[continuous] = rng.uniform(size=continuous.sum())
+    return target, open_, close, SeriesRules.stack(rules)
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_kernel_equals_the_loop_bit_for_bit_on_edge_cases(seed):
+    rng = np.random.default_rng(seed)
+    target, open_, close, rules = edge_market(rng, 400, 60)
+    prev_close = None
+    if seed == 23:  # the limits' reference given: the day before's close, moved on some days
+        prev_close = np.concatenate([np.full((len(rules), 1), NAN), close[:, :-1]], axis=1)
+        moved = rng.random(prev_close.shape) < 0.2
+        prev_close[moved] = np.round(open_[moved] * rng.uniform(0.85, 1.15, moved.sum()), 2)
+    result = simulate(target, open_, close, rules, prev_close=prev_close)
+    for index in range(len(rules)):
+        reference = simulate_one_series(
+            target[index],
+            open_[index],
+            close[index],
+            rules.series(index),
+            None if prev_close is None else prev_close[index],
+        )
+        for field in fields(SimulationResult):
+            np.testing.assert_array_equal(
+                getattr(result, field.name)[index],
+                getattr(reference, field.name),
+                err_msg=f"seed {seed}, series {index}: {field.name}",
+            )
+    # The rare branches were taken: orders dropped at a limit, buys cut to what cash covers
+    # (less cash left than one more lot would cost), sells skipped because their costs would
+    # overdraw (target 0 on a bar, shares held, not blocked, nothing sold).
+    held_before = np.concatenate([np.zeros((len(rules), 1)), result.shares[:, :-1]], axis=1)
+    bought = result.traded_shares > 0
+    one_more_lot = rules.lot_size[:, None] * result.fill_price
+    skipped_sell = (
+        (target == 0) & ~np.isnan(open_) & (held_before > 0) & ~result.limit_blocked
+    ) & (result.traded_shares == 0)
+    assert result.limit_blocked.sum() > 100
+    assert (bought & (result.cash < one_more_lot)).sum() > 100
+    assert skipped_sell.sum() > 0
+    assert (result.cash >= 0).all() and (result.shares >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("rules", "price", "shares", "cash"),
+    [
+        # A 5000 minimum commission on a 10000 sleeve at 1.00 a share: the 10000 shares wanted
+        # shrink to 5000 (5000 + 5000 commission = all the cash), 5000 lots below the first try.
+        (TradingRules(min_commission=5_000.0, initial_capital=10_000.0), 1.0, 5_000, 0.0),
+        # 216 shares at 22.09 plus the 50 minimum cost exactly the 4821.44 there is, but the
+        # closed form's (4821.44 - 50) / 22.09 is 215.99999999999997 in binary: it starts a lot
+        # short, and only the step back up reaches the loop's answer.
+        (TradingRules(min_commission=50.0, initial_capital=4821.44), 22.09, 216, 0.0),
+    ],
+)
+def test_buys_short_of_cash_shrink_to_the_loops_answer(rules, price, shares, cash):
+    prices = [price, price]
+    result = run([1.0, 1.0], prices, prices, rules)
+    reference = simulate_one_series([1.0, 1.0], prices, prices, rules)
+    np.testing.assert_array_equal(result.shares[0], [shares, shares])
+    np.testing.assert_array_equal(result.cash[0], [cash, cash])
+    for field in fields(SimulationResult):
+        np.testing.assert_array_equal(
+            getattr(result, field.name)[0], getattr(reference, field.name)
+        )
+
+
+def test_any_input_layout_gives_the_same_result():
+    rng = np.random.default_rng(5)
+    target, open_, close, rules = random_market(rng, 40, 50)
+    expected = simulate(target, open_, close, rules)
+    wide = [np.repeat(a, 2, axis=1) for a in (target, open_, close)]  # strided views below
+    layouts = {
+        "session-major": [np.asfortranarray(a) for a in (target, open_, close)],
+        "strided": [a[:, ::2] for a in wide],
+        "mixed": [target, np.asfortranarray(open_), close[::-1][::-1]],
+    }
+    for name, inputs in layouts.items():
+        result = simulate(*inputs, rules)
+        for field in fields(SimulationResult):
+            np.testing.assert_array_equal(
+                getattr(result, field.name),
+                getattr(expected, field.name),
+                err_msg=f"{name}: {field.name}",
+            )
+
+
+FIRST_CALL = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from {module} import SeriesRules, TradingRules, simulate
+result = simulate([[1.0, 0.0]], [[10.0, 11.0]], [[10.5, 11.0]], SeriesRules.stack([TradingRules()]))
+print("equity", result.equity[0, -1])
+"""
+
+
+def run_first_call(module: str, path: Path, **environment: str) -> subprocess.CompletedProcess:
+    """`simulate` once in a fresh interpreter (numba reads its cache settings at import)."""
+    return subprocess.run(
+        [sys.executable, "-c", FIRST_CALL.format(module=module), str(path)],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_kernels_are_cached_on_disk_and_loaded_by_the_next_process(tmp_path):
+    cache = tmp_path / "not-yet-there"
+    root = Path(__file__).resolve().parents[1]
+    first = run_first_call("backtest.simulation", root, NUMBA_CACHE_DIR=str(cache))
+    assert first.returncode == 0, first.stderr
+    assert "equity 1100000.0" in first.stdout
+    assert list(cache.rglob("*.nbi")) and list(cache.rglob("*.nbc"))
+    second = run_first_call(
+        "backtest.simulation", root, NUMBA_CACHE_DIR=str(cache), NUMBA_DEBUG_CACHE="1"
+    )
+    assert second.returncode == 0, second.stderr
+    assert "equity 1100000.0" in second.stdout and "[cache] data loaded" in second.stdout
+
+
+def test_no_writable_cache_directory_compiles_in_memory_with_a_warning(tmp_path):
+    # A copy of the module beside a *file* named __pycache__, and the other cache locations
+    # under a file too: numba finds nowhere to cache and refuses cache=True at import.
+    source = Path(__file__).resolve().parents[1] / "backtest" / "simulation.py"
+    shutil.copy(source, tmp_path / "simulation_copy.py")
+    (tmp_path / "__pycache__").write_text("not a directory")
+    blocked = tmp_path / "__pycache__" / "numba"
+    outcome = run_first_call(
+        "simulation_copy",
+        tmp_path,
+        NUMBA_CACHE_DIR=str(blocked),
+        XDG_CACHE_HOME=str(blocked),
+        HOME=str(blocked),
+    )
+    assert outcome.returncode == 0, outcome.stderr
+    assert "equity 1100000.0" in outcome.stdout
+    assert outcome.stderr.count("numba finds no writable cache directory") == 1
