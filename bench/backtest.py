@@ -14,14 +14,16 @@ Builds 10 000 arm x ticker series x 252 sessions of random but realistic inputs 
   otherwise).
 
 The matrices are built session-major (Fortran order), the layout a sessions x series pivot
-gives once transposed, which `simulate` reads without a copy; the series-major (C order) layout,
-which it transposes block by block, is timed too. `simulate` runs on all series and
+gives once transposed; the series-major (C order) layout is timed too (`simulate` reads either
+in place; each is compiled once by numba). `simulate` runs on all series and
 `simulate_one_series` is looped over the first `--subset` series; each time is the fastest of
-`--repeats` (the machine is shared) and is scaled to series/s. Both must agree on that subset to
-1e-9 in every output, or the script prints `!!! MISMATCH` and exits 1. Also printed:
-`round_trips` on the full result, and the memory floor of any implementation that returns the
-result as arrays: allocating and writing the ten (n_sessions, n_series) outputs row by row,
-nothing computed.
+`--repeats` (the machine is shared), after one warm-up call, and is scaled to series/s. Both
+must agree on that subset to 1e-9 in every output, or the script prints `!!! MISMATCH` and
+exits 1. Also printed: `round_trips` on the full result; the memory floor of any implementation
+that returns the result as arrays (allocating and filling the ten (n_series, n_sessions)
+outputs, nothing computed); and the first call in a fresh process, which compiles the kernels
+(numba's disk cache empty) or loads them (cache filled), timed in two subprocesses that share a
+temporary NUMBA_CACHE_DIR.
 
 Run: `.venv/bin/python bench/backtest.py [--series 10000] [--sessions 252] [--subset 500]`.
 """
@@ -30,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -134,6 +139,8 @@ def make_inputs(n_series: int, n_sessions: int, seed: int = SEED) -> Inputs:
 
 
 def time_vectorised(inputs: Inputs, repeats: int) -> tuple[float, SimulationResult]:
+    target, open_, close, rules = inputs
+    simulate(target[:2], open_[:2], close[:2], SeriesRules.stack([rules.series(0)] * 2))
     best, result = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -154,17 +161,46 @@ def series_major(inputs: Inputs) -> Inputs:
 
 
 def time_output_floor(n_series: int, n_sessions: int, repeats: int) -> float:
-    """Allocate the ten output arrays and write every session's rows, nothing computed."""
-    best, row = float("inf"), np.ones(n_series)
+    """Allocate the ten output arrays and fill them, nothing computed."""
+    best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        outputs = [np.empty((n_sessions, n_series)) for _ in fields(SimulationResult)]
-        for t in range(n_sessions):
-            for output in outputs:
-                output[t] = row
+        outputs = [np.empty((n_series, n_sessions)) for _ in fields(SimulationResult)]
+        for output in outputs:
+            output.fill(1.0)
         best = min(best, time.perf_counter() - start)
         del outputs
     return best
+
+
+FIRST_CALL = f"""
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np
+from backtest.simulation import SeriesRules, TradingRules, simulate
+imported = time.perf_counter()
+inputs = [np.asfortranarray(np.full((2, 3), value)) for value in (0.5, 10.0, 10.0)]
+simulate(*inputs, SeriesRules.stack([TradingRules()] * 2))
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def time_first_call() -> list[tuple[float, float]]:
+    """(import, first call) seconds in a fresh process: numba's cache empty, then filled."""
+    timings = []
+    with tempfile.TemporaryDirectory() as cache:
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-c", FIRST_CALL],
+                env={**os.environ, "NUMBA_CACHE_DIR": cache},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            imported, first_call = (float(word) for word in done.stdout.split())
+            timings.append((imported, first_call))
+    return timings
 
 
 def time_loop(inputs: Inputs, subset: int, repeats: int) -> tuple[float, list[SimulationResult]]:
@@ -209,6 +245,7 @@ def main() -> int:
     start = time.perf_counter()
     trips = round_trips(result)
     trips_s = time.perf_counter() - start
+    (import_s, compile_s), (_, cached_s) = time_first_call()
 
     loop_rate = subset / loop_s
     print(f"{args.series} series x {args.sessions} sessions (seed {SEED})")
@@ -229,8 +266,12 @@ def main() -> int:
     verdict = "met" if speed_up >= TARGET_SPEED_UP else "NOT met"
     print(f"speed-up {speed_up:,.0f}x, target >= {TARGET_SPEED_UP}x: {verdict}")
     print(f"  loop scaled to {args.series} series: {loop_s * args.series / subset:.1f} s")
-    print(f"  output floor (allocate + write 10 outputs, no compute): {floor_s:.3f} s")
+    print(f"  output floor (allocate + fill 10 outputs, no compute): {floor_s:.3f} s")
     print(f"  round_trips on all series: {trips_s:.3f} s")
+    print(
+        f"  first call in a fresh process: {compile_s:.2f} s compiling (cache empty), "
+        f"{cached_s:.2f} s loading numba's cache; import {import_s:.2f} s"
+    )
     wrong = mismatches(result, references)
     if wrong:
         print(f"!!! MISMATCH in {len(wrong)} outputs, e.g. {wrong[:5]}")
