@@ -244,8 +244,8 @@ def _rates(rules: SeriesRules) -> np.ndarray:
     return rates
 
 
-# The kernels are compiled by numba on first use (about 1 s per input layout) and kept in its
-# on-disk cache (NUMBA_CACHE_DIR if set, else `__pycache__` beside this file, else the user's
+# The kernels are compiled by numba on first use (1.5-2 s, again for a new input layout), kept in
+# its disk cache (NUMBA_CACHE_DIR if set, else `__pycache__` beside this file, else the user's
 # cache dir), which later processes load in about 0.3 s. error_model="numpy": a float division
 # by zero gives inf/NaN as in numpy instead of raising, which spares a check per division;
 # nogil: other threads run while a kernel does.
@@ -264,7 +264,7 @@ def _kernel(function: Any) -> Any:
     except RuntimeError:
         warnings.warn(
             "backtest.simulation: numba finds no writable cache directory, so its kernels are "
-            "compiled in every process (about 1 s); set NUMBA_CACHE_DIR to a writable directory",
+            "compiled in every process (about 1.5 s); set NUMBA_CACHE_DIR to a writable directory",
             RuntimeWarning,
             stacklevel=1,
         )
