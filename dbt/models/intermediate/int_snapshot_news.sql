@@ -1,9 +1,10 @@
 -- The newest K news items per snapshot, published before its cutoff and within L days of it.
 -- Each item is assigned once to the first decision that can see it (a join on its UTC day,
--- no sort), each (ticker, decision) bucket keeps its K newest items and its count (a hash
--- aggregate), and bucket counts summed per ticker give every item's position in publication
--- order. The items visible at a cutoff are a prefix of that order, so a snapshot takes the K
--- positions up to the last item visible to it: no range join of items against snapshots.
+-- no sort), and each (ticker, decision) bucket keeps its K newest items and its count (a hash
+-- aggregate). A snapshot's last visible bucket holds its K newest items when it has K or
+-- more. Otherwise bucket counts summed per ticker give every item's position in publication
+-- order, the items visible at a cutoff are a prefix of that order, and the snapshot takes the
+-- K positions up to its last visible item: no range join of items against snapshots.
 {% set lookback_days = var('news_lookback_days') %}
 {% set max_items = var('news_max_items') %}
 with grid as (
@@ -75,12 +76,12 @@ buckets as (
         ticker,
         visible_from,
         count(*) as n_items,
-        max_by(
+        -- The item is its own sort key (published_at, then news_id): one key per row.
+        max(
             struct_pack(
                 published_at := published_at, news_id := news_id, headline := headline,
                 source := news_source
             ),
-            struct_pack(published_at := published_at, news_id := news_id),
             {{ max_items }}
         ) as newest
     from assigned
@@ -88,18 +89,52 @@ buckets as (
     group by market, ticker, visible_from
 ),
 
+-- Each bucket's last position in the ticker's publication order. A bucket feeds a short head
+-- (fewer than K items) if it is one, or if the next bucket is one: a head reaches into earlier
+-- buckets only while the later ones hold fewer than K items together.
 cumulative as (
     select
         *,
         (sum(n_items) over (
-            partition by market, ticker
-            order by visible_from
-            rows between unbounded preceding and current row
-        ))::bigint as last_position
+            by_time rows between unbounded preceding and current row
+        ))::bigint as last_position,
+        n_items < {{ max_items }}
+            or coalesce(lead(n_items) over by_time < {{ max_items }}, false) as feeds_short_head
     from buckets
+    window by_time as (partition by market, ticker order by visible_from)
 ),
 
--- Only each bucket's K newest can be among a snapshot's K newest; they keep their positions.
+-- The last bucket visible to each snapshot.
+heads as (
+    select
+        grid.*,
+        cumulative.n_items,
+        cumulative.last_position,
+        cumulative.newest
+    from grid
+    asof inner join cumulative
+        on grid.market = cumulative.market
+        and grid.ticker = cumulative.ticker
+        and grid.decision_date >= cumulative.visible_from
+),
+
+-- A head with K items or more holds the snapshot's K newest visible items, newest first
+-- (max's order): only the lookback remains to apply. The list is built once, in the bucket.
+full_heads as (
+    select
+        market,
+        ticker,
+        decision_date,
+        list_filter(
+            newest,
+            lambda item: item.published_at >= information_cutoff - interval {{ lookback_days }} day
+        ) as news
+    from heads
+    where n_items >= {{ max_items }}
+),
+
+-- A shorter head takes the K positions up to its last item from the buckets before it; only
+-- the K newest of each bucket can be among them, and they keep their positions.
 items as (
     select
         market,
@@ -107,15 +142,7 @@ items as (
         last_position - unnest(range(len(newest))) as position,
         unnest(newest) as item
     from cumulative
-),
-
-heads as (
-    select grid.*, cumulative.last_position
-    from grid
-    asof inner join cumulative
-        on grid.market = cumulative.market
-        and grid.ticker = cumulative.ticker
-        and grid.decision_date >= cumulative.visible_from
+    where feeds_short_head
 ),
 
 wanted as (
@@ -128,6 +155,7 @@ wanted as (
             range(greatest(last_position - {{ max_items }} + 1, 1), last_position + 1)
         ) as position
     from heads
+    where n_items < {{ max_items }}
 ),
 
 picked as (
@@ -141,17 +169,33 @@ picked as (
         >= wanted.information_cutoff - interval {{ lookback_days }} day
 ),
 
-final as (
+short_heads as (
     select
         market,
         ticker,
         decision_date,
         -- Newest first: structs sort by published_at, then news_id.
-        list_reverse_sort(list(item)) as news,
-        max(item.published_at) as max_news_published_at,
-        count(*) as news_count
+        list_reverse_sort(list(item)) as news
     from picked
     group by market, ticker, decision_date
+),
+
+shown as (
+    select * from full_heads
+    union all
+    select * from short_heads
+),
+
+final as (
+    select
+        market,
+        ticker,
+        decision_date,
+        news,
+        news[1].published_at as max_news_published_at,
+        len(news) as news_count
+    from shown
+    where len(news) > 0
 )
 
 select * from final
