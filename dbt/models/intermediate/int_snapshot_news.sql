@@ -91,10 +91,14 @@ buckets as (
 
 -- Each bucket's last position in the ticker's publication order. A bucket feeds a short head
 -- (fewer than K items) if it is one, or if the next bucket is one: a head reaches into earlier
--- buckets only while the later ones hold fewer than K items together.
-cumulative as (
+-- buckets only while the later ones hold fewer than K items together. Only the keys and
+-- counts go through the window and the ASOF join: sorting the lists cost more than the rest.
+positions as (
     select
-        *,
+        market,
+        ticker,
+        visible_from,
+        n_items,
         (sum(n_items) over (
             by_time rows between unbounded preceding and current row
         ))::bigint as last_position,
@@ -108,41 +112,59 @@ cumulative as (
 heads as (
     select
         grid.*,
-        cumulative.n_items,
-        cumulative.last_position,
-        cumulative.newest
+        positions.visible_from,
+        positions.n_items,
+        positions.last_position
     from grid
-    asof inner join cumulative
-        on grid.market = cumulative.market
-        and grid.ticker = cumulative.ticker
-        and grid.decision_date >= cumulative.visible_from
+    asof inner join positions
+        on grid.market = positions.market
+        and grid.ticker = positions.ticker
+        and grid.decision_date >= positions.visible_from
 ),
 
 -- A head with K items or more holds the snapshot's K newest visible items, newest first
--- (max's order): only the lookback remains to apply. The list is built once, in the bucket.
+-- (max's order): only the lookback remains to apply, and mostly all K are within it. The list
+-- is built once, in the bucket, and streams through this join (the heads are its hash table).
 full_heads as (
     select
-        market,
-        ticker,
-        decision_date,
-        list_filter(
-            newest,
-            lambda item: item.published_at >= information_cutoff - interval {{ lookback_days }} day
-        ) as news
-    from heads
-    where n_items >= {{ max_items }}
+        full_heads.market,
+        full_heads.ticker,
+        full_heads.decision_date,
+        case
+            when buckets.newest[{{ max_items }}].published_at >= full_heads.lookback_start
+                then buckets.newest
+            else list_filter(
+                buckets.newest, lambda item: item.published_at >= full_heads.lookback_start
+            )
+        end as news
+    from buckets
+    inner join (
+        select
+            *,
+            information_cutoff - interval {{ lookback_days }} day as lookback_start
+        from heads
+        where n_items >= {{ max_items }}
+    ) as full_heads
+        on buckets.market = full_heads.market
+        and buckets.ticker = full_heads.ticker
+        and buckets.visible_from = full_heads.visible_from
+    where buckets.newest[1].published_at >= full_heads.lookback_start
 ),
 
 -- A shorter head takes the K positions up to its last item from the buckets before it; only
 -- the K newest of each bucket can be among them, and they keep their positions.
 items as (
     select
-        market,
-        ticker,
-        last_position - unnest(range(len(newest))) as position,
-        unnest(newest) as item
-    from cumulative
-    where feeds_short_head
+        buckets.market,
+        buckets.ticker,
+        positions.last_position - unnest(range(len(buckets.newest))) as position,
+        unnest(buckets.newest) as item
+    from buckets
+    inner join positions
+        on buckets.market = positions.market
+        and buckets.ticker = positions.ticker
+        and buckets.visible_from = positions.visible_from
+    where positions.feeds_short_head
 ),
 
 wanted as (
@@ -183,6 +205,7 @@ short_heads as (
 shown as (
     select * from full_heads
     union all
+    -- Never empty: only items within the lookback were picked.
     select * from short_heads
 ),
 
@@ -195,7 +218,6 @@ final as (
         news[1].published_at as max_news_published_at,
         len(news) as news_count
     from shown
-    where len(news) > 0
 )
 
 select * from final
