@@ -93,6 +93,10 @@ buckets as (
 -- (fewer than K items) if it is one, or if the next bucket is one: a head reaches into earlier
 -- buckets only while the later ones hold fewer than K items together. Only the keys and
 -- counts go through the window and the ASOF join: sorting the lists cost more than the rest.
+bucket_sizes as materialized (
+    select market, ticker, visible_from, n_items from buckets
+),
+
 positions as (
     select
         market,
@@ -104,7 +108,7 @@ positions as (
         ))::bigint as last_position,
         n_items < {{ max_items }}
             or coalesce(lead(n_items) over by_time < {{ max_items }}, false) as feeds_short_head
-    from buckets
+    from bucket_sizes
     window by_time as (partition by market, ticker order by visible_from)
 ),
 
