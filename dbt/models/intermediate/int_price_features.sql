@@ -1,4 +1,3 @@
-{{ config(materialized='view') }}
 -- Features of each ticker as of the close of each price date, from that date and earlier rows
 -- only. A snapshot for decision date D takes the row of the last price date before D.
 -- Prices are adjusted (x adj_factor). Window lengths are fixed and named in the columns.

@@ -1,4 +1,3 @@
-{{ config(materialized='view') }}
 -- The snapshot grid of this build's window: every ticker of the market at every decision
 -- session, with the features of its last price date strictly before the decision date.
 -- A decision needs a price before it and is at most one session past the market's last price.
