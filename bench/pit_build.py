@@ -5,8 +5,9 @@ Parquet (DESIGN §4) at each size, then:
 
 1. dbt: `dbt seed` + `dbt run --select +pit_snapshots` as subprocesses into a new warehouse.
    SQL time is the sum of the nodes' `execution_time` (run_results.json); start-up/overhead is
-   the wall time in which no node ran (Python start, project parse, connections). Two dbt
-   threads may overlap nodes, so the sum can exceed the span in which SQL ran.
+   the wall time in which no node ran (Python start, project parse, connections). The
+   profile runs one node at a time (DuckDB itself uses every core), so the sum and the span
+   in which SQL ran agree; with more dbt threads nodes would overlap and the sum exceed it.
 2. naive: one pandas step per decision date, the way a researcher writes it first (filter the
    whole tables by the date, take the tails, group), each date's snapshots written to Parquet.
 3. cross-check: every naive snapshot against `pit_snapshots` (cutoff, price history, simple
@@ -385,7 +386,7 @@ def write_reports(data_dir: Path, dataset: Dataset, pit: PitVars, rng: np.random
 class DbtTiming:
     wall_s: float = 0.0  # both dbt processes, start to exit
     sql_s: float = 0.0  # sum of the nodes' execution_time
-    span_s: float = 0.0  # time with at least one node running (threads overlap nodes)
+    span_s: float = 0.0  # time with at least one node running (threads could overlap nodes)
     nodes: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -30,7 +30,11 @@ moves as (
         *,
         close / close_lag_1 - 1 as ret_1d,
         greatest(close - close_lag_1, 0) as gain,
-        greatest(close_lag_1 - close, 0) as loss
+        greatest(close_lag_1 - close, 0) as loss,
+        struct_pack(
+            "date" := price_date, open := open, high := high, low := low, close := close,
+            volume := volume
+        ) as bar
     from lagged
 ),
 
@@ -47,13 +51,16 @@ windowed as (
         avg(volume) over (by_date rows between 20 preceding and 1 preceding) as avg_volume_prior_20,
         max(high) over (by_date rows between 20 preceding and 1 preceding) as prior_high_20,
         min(low) over (by_date rows between 10 preceding and 1 preceding) as prior_low_10,
-        list(
-            struct_pack(
-                "date" := price_date, open := open, high := high, low := low, close := close,
-                volume := volume
-            )
-        ) over (
-            by_date rows between {{ var('price_history_sessions') - 1 }} preceding and current row
+        -- The last N bars as N - 1 lags and the current bar (lags past the first row are null):
+        -- about half the cost of a list() window over the same frame.
+        list_filter(
+            [
+                {%- for lag in range(var('price_history_sessions') - 1, 0, -1) %}
+                lag(bar, {{ lag }}) over by_date,
+                {%- endfor %}
+                bar
+            ],
+            lambda past: past is not null
         ) as price_history
     from moves
     window by_date as (partition by market, ticker order by price_date)

@@ -1,9 +1,10 @@
 -- The newest K news items per snapshot, published before its cutoff and within L days of it.
 -- Each item is assigned once to the first decision that can see it (a join on its UTC day,
--- no sort), each (ticker, decision) bucket keeps its K newest items and its count (a hash
--- aggregate), and bucket counts summed per ticker give every item's position in publication
--- order. The items visible at a cutoff are a prefix of that order, so a snapshot takes the K
--- positions up to the last item visible to it: no range join of items against snapshots.
+-- no sort), and each (ticker, decision) bucket keeps its K newest items and its count (a hash
+-- aggregate). A snapshot's last visible bucket holds its K newest items when it has K or
+-- more. Otherwise bucket counts summed per ticker give every item's position in publication
+-- order, the items visible at a cutoff are a prefix of that order, and the snapshot takes the
+-- K positions up to its last visible item: no range join of items against snapshots.
 {% set lookback_days = var('news_lookback_days') %}
 {% set max_items = var('news_max_items') %}
 with grid as (
@@ -75,12 +76,12 @@ buckets as (
         ticker,
         visible_from,
         count(*) as n_items,
-        max_by(
+        -- The item is its own sort key (published_at, then news_id): one key per row.
+        max(
             struct_pack(
                 published_at := published_at, news_id := news_id, headline := headline,
                 source := news_source
             ),
-            struct_pack(published_at := published_at, news_id := news_id),
             {{ max_items }}
         ) as newest
     from assigned
@@ -88,34 +89,86 @@ buckets as (
     group by market, ticker, visible_from
 ),
 
-cumulative as (
-    select
-        *,
-        (sum(n_items) over (
-            partition by market, ticker
-            order by visible_from
-            rows between unbounded preceding and current row
-        ))::bigint as last_position
-    from buckets
+-- Each bucket's last position in the ticker's publication order. A bucket feeds a short head
+-- (fewer than K items) if it is one, or if the next bucket is one: a head reaches into earlier
+-- buckets only while the later ones hold fewer than K items together. Only the keys and
+-- counts go through the window and the ASOF join: sorting the lists cost more than the rest.
+bucket_sizes as materialized (
+    select market, ticker, visible_from, n_items from buckets
 ),
 
--- Only each bucket's K newest can be among a snapshot's K newest; they keep their positions.
-items as (
+positions as (
     select
         market,
         ticker,
-        last_position - unnest(range(len(newest))) as position,
-        unnest(newest) as item
-    from cumulative
+        visible_from,
+        n_items,
+        (sum(n_items) over (
+            by_time rows between unbounded preceding and current row
+        ))::bigint as last_position,
+        n_items < {{ max_items }}
+            or coalesce(lead(n_items) over by_time < {{ max_items }}, false) as feeds_short_head
+    from bucket_sizes
+    window by_time as (partition by market, ticker order by visible_from)
 ),
 
+-- The last bucket visible to each snapshot.
 heads as (
-    select grid.*, cumulative.last_position
+    select
+        grid.*,
+        positions.visible_from,
+        positions.n_items,
+        positions.last_position
     from grid
-    asof inner join cumulative
-        on grid.market = cumulative.market
-        and grid.ticker = cumulative.ticker
-        and grid.decision_date >= cumulative.visible_from
+    asof inner join positions
+        on grid.market = positions.market
+        and grid.ticker = positions.ticker
+        and grid.decision_date >= positions.visible_from
+),
+
+-- A head with K items or more holds the snapshot's K newest visible items, newest first
+-- (max's order): only the lookback remains to apply, and mostly all K are within it. The list
+-- is built once, in the bucket, and streams through this join (the heads are its hash table).
+full_heads as (
+    select
+        full_heads.market,
+        full_heads.ticker,
+        full_heads.decision_date,
+        case
+            when buckets.newest[{{ max_items }}].published_at >= full_heads.lookback_start
+                then buckets.newest
+            else list_filter(
+                buckets.newest, lambda item: item.published_at >= full_heads.lookback_start
+            )
+        end as news
+    from buckets
+    inner join (
+        select
+            *,
+            information_cutoff - interval {{ lookback_days }} day as lookback_start
+        from heads
+        where n_items >= {{ max_items }}
+    ) as full_heads
+        on buckets.market = full_heads.market
+        and buckets.ticker = full_heads.ticker
+        and buckets.visible_from = full_heads.visible_from
+    where buckets.newest[1].published_at >= full_heads.lookback_start
+),
+
+-- A shorter head takes the K positions up to its last item from the buckets before it; only
+-- the K newest of each bucket can be among them, and they keep their positions.
+items as (
+    select
+        buckets.market,
+        buckets.ticker,
+        positions.last_position - unnest(range(len(buckets.newest))) as position,
+        unnest(buckets.newest) as item
+    from buckets
+    inner join positions
+        on buckets.market = positions.market
+        and buckets.ticker = positions.ticker
+        and buckets.visible_from = positions.visible_from
+    where positions.feeds_short_head
 ),
 
 wanted as (
@@ -128,6 +181,7 @@ wanted as (
             range(greatest(last_position - {{ max_items }} + 1, 1), last_position + 1)
         ) as position
     from heads
+    where n_items < {{ max_items }}
 ),
 
 picked as (
@@ -141,17 +195,33 @@ picked as (
         >= wanted.information_cutoff - interval {{ lookback_days }} day
 ),
 
-final as (
+short_heads as (
     select
         market,
         ticker,
         decision_date,
         -- Newest first: structs sort by published_at, then news_id.
-        list_reverse_sort(list(item)) as news,
-        max(item.published_at) as max_news_published_at,
-        count(*) as news_count
+        list_reverse_sort(list(item)) as news
     from picked
     group by market, ticker, decision_date
+),
+
+shown as (
+    select * from full_heads
+    union all
+    -- Never empty: only items within the lookback were picked.
+    select * from short_heads
+),
+
+final as (
+    select
+        market,
+        ticker,
+        decision_date,
+        news,
+        news[1].published_at as max_news_published_at,
+        len(news) as news_count
+    from shown
 )
 
 select * from final

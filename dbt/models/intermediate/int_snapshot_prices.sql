@@ -10,9 +10,13 @@ universe as (
     select market, ticker from {{ ref('stg_raw__universe') }}
 ),
 
+price_dates as (
+    select market, ticker, price_date from {{ ref('stg_raw__prices') }}
+),
+
 market_span as (
     select market, min(price_date) as first_price_date, max(price_date) as last_price_date
-    from {{ ref('stg_raw__prices') }}
+    from price_dates
     group by market
 ),
 
@@ -30,19 +34,30 @@ grid as (
     inner join universe on eligible.market = universe.market
 ),
 
+-- The last price date before each decision (an ASOF JOIN on the keys only), then its features
+-- by equality: the lists stay out of the ASOF JOIN's sort.
+latest as (
+    select grid.*, prices.price_date as max_price_date
+    from grid
+    asof inner join price_dates as prices
+        on grid.market = prices.market
+        and grid.ticker = prices.ticker
+        and grid.decision_date > prices.price_date
+),
+
 final as (
     select
-        grid.market,
-        grid.ticker,
-        grid.decision_date,
-        grid.information_cutoff,
-        features.price_date as max_price_date,
+        latest.market,
+        latest.ticker,
+        latest.decision_date,
+        latest.information_cutoff,
+        latest.max_price_date,
         features.* exclude (market, ticker, price_date)
-    from grid
-    asof inner join {{ ref('int_price_features') }} as features
-        on grid.market = features.market
-        and grid.ticker = features.ticker
-        and grid.decision_date > features.price_date
+    from latest
+    inner join {{ ref('int_price_features') }} as features
+        on latest.market = features.market
+        and latest.ticker = features.ticker
+        and latest.max_price_date = features.price_date
 )
 
 select * from final

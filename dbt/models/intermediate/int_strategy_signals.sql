@@ -28,10 +28,11 @@ recent as (
                         lambda item: item.published_at
                             >= prices.information_cutoff - interval {{ window_days }} day
                     ),
+                    -- Case-insensitive matching ('i'): no lowered copy of each headline.
                     lambda item: (
-                        regexp_matches(lower(item.headline), {{ word_pattern('s4_positive_terms') }})
+                        regexp_matches(item.headline, {{ word_pattern('s4_positive_terms') }}, 'i')
                     )::int - (
-                        regexp_matches(lower(item.headline), {{ word_pattern('s4_negative_terms') }})
+                        regexp_matches(item.headline, {{ word_pattern('s4_negative_terms') }}, 'i')
                     )::int
                 )
             ),
