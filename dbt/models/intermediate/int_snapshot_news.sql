@@ -9,7 +9,7 @@
 {% set max_items = var('news_max_items') %}
 with grid as (
     select market, ticker, decision_date, information_cutoff
-    from {{ ref('int_snapshot_prices') }}
+    from {{ ref('int_snapshot_grid') }}
 ),
 
 decisions as (

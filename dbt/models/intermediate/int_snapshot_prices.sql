@@ -1,63 +1,22 @@
--- The snapshot grid of this build's window: every ticker of the market at every decision
--- session, with the features of its last price date strictly before the decision date.
--- A decision needs a price before it and is at most one session past the market's last price.
-with decisions as (
-    select * from {{ ref('int_decision_points') }}
-    where {{ decision_window('decision_date') }}
-),
-
-universe as (
-    select market, ticker from {{ ref('stg_raw__universe') }}
-),
-
-price_dates as (
-    select market, ticker, price_date from {{ ref('stg_raw__prices') }}
-),
-
-market_span as (
-    select market, min(price_date) as first_price_date, max(price_date) as last_price_date
-    from price_dates
-    group by market
-),
-
-eligible as (
-    select decisions.*
-    from decisions
-    inner join market_span on decisions.market = market_span.market
-    where decisions.decision_date > market_span.first_price_date
-      and decisions.previous_session_date <= market_span.last_price_date
-),
-
-grid as (
-    select eligible.market, universe.ticker, eligible.decision_date, eligible.information_cutoff
-    from eligible
-    inner join universe on eligible.market = universe.market
-),
-
--- The last price date before each decision (an ASOF JOIN on the keys only), then its features
--- by equality: the lists stay out of the ASOF JOIN's sort.
-latest as (
-    select grid.*, prices.price_date as max_price_date
-    from grid
-    asof inner join price_dates as prices
-        on grid.market = prices.market
-        and grid.ticker = prices.ticker
-        and grid.decision_date > prices.price_date
+-- Each snapshot of the grid with the features of its last price date before the decision,
+-- joined by equality on that date: the lists never go through the ASOF JOIN's sort.
+with grid as (
+    select * from {{ ref('int_snapshot_grid') }}
 ),
 
 final as (
     select
-        latest.market,
-        latest.ticker,
-        latest.decision_date,
-        latest.information_cutoff,
-        latest.max_price_date,
+        grid.market,
+        grid.ticker,
+        grid.decision_date,
+        grid.information_cutoff,
+        grid.max_price_date,
         features.* exclude (market, ticker, price_date)
-    from latest
+    from grid
     inner join {{ ref('int_price_features') }} as features
-        on latest.market = features.market
-        and latest.ticker = features.ticker
-        and latest.max_price_date = features.price_date
+        on grid.market = features.market
+        and grid.ticker = features.ticker
+        and grid.max_price_date = features.price_date
 )
 
 select * from final

@@ -1,7 +1,7 @@
 -- The latest report visible at each snapshot's cutoff: published strictly before it.
 with grid as (
     select market, ticker, decision_date, information_cutoff
-    from {{ ref('int_snapshot_prices') }}
+    from {{ ref('int_snapshot_grid') }}
 ),
 
 final as (
