@@ -9,9 +9,12 @@ Parquet (DESIGN §4) at each size, then:
    profile runs one node at a time (DuckDB itself uses every core), so the sum and the span
    in which SQL ran agree; with more dbt threads nodes would overlap and the sum exceed it.
 2. naive: one pandas step per decision date, the way a researcher writes it first (filter the
-   whole tables by the date, take the tails, group), each date's snapshots written to Parquet.
-3. cross-check: every naive snapshot against `pit_snapshots` (cutoff, price history, simple
-   features, news ids, report id). A mismatch is printed loudly and fails the run (exit 1).
+   whole tables by the date, take the tails, group), building the whole snapshot (price
+   history, the 12 features, news, report with its growth, S1-S4 with the news tone), each
+   date's snapshots written to Parquet.
+3. cross-check: every naive snapshot against `pit_snapshots` (cutoff, price history, every
+   feature and signal, news ids, report id and growth). A mismatch is printed loudly and
+   fails the run (exit 1).
 
 A few edge rows are planted (news and reports exactly at a cutoff, at the end of the news
 lookback, two fiscal years filed at one instant) so the cross-check tests the boundaries.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +99,13 @@ class PitVars:
     price_sessions: int
     lookback_days: int
     max_items: int
+    rsi_entry: float
+    rsi_exit: float
+    s4_window_days: int
+    s4_surprise: float  # a fraction: s4_surprise_pct / 100, as the SQL computes it
+    s4_news_tone: int
+    positive_terms: tuple[str, ...]
+    negative_terms: tuple[str, ...]
 
     @classmethod
     def from_project(cls) -> PitVars:
@@ -104,7 +115,18 @@ class PitVars:
             price_sessions=int(project["price_history_sessions"]),
             lookback_days=int(project["news_lookback_days"]),
             max_items=int(project["news_max_items"]),
+            rsi_entry=float(project["s3_rsi_entry"]),
+            rsi_exit=float(project["s3_rsi_exit"]),
+            s4_window_days=int(project["s4_window_days"]),
+            s4_surprise=project["s4_surprise_pct"] / 100,
+            s4_news_tone=int(project["s4_news_tone"]),
+            positive_terms=tuple(project["s4_positive_terms"]),
+            negative_terms=tuple(project["s4_negative_terms"]),
         )
+
+    def word_pattern(self, terms: tuple[str, ...]) -> re.Pattern[str]:
+        """The tone words as whole words in any case (the SQL's word_pattern with 'i')."""
+        return re.compile(rf"\b(?:{'|'.join(terms)})\b", re.IGNORECASE)
 
 
 def say(message: str) -> None:
@@ -470,7 +492,8 @@ def fastest_dbt_build(dataset: Dataset, repeats: int) -> tuple[DbtTiming, int]:
 
 PRICE_COLUMNS = ["date", "open", "high", "low", "close", "volume"]
 NEWS_COLUMNS = ["published_at", "news_id", "headline", "source"]
-FEATURE_SESSIONS = 21  # the longest feature window: ret_20d and 20 daily returns need 21 closes
+REPORT_COLUMNS = ["report_id", "fiscal_year", "published_at", "net_income"]
+FEATURE_SESSIONS = 61  # the longest feature window: ma_60; ret_20d and the prior-20 windows need 21
 
 
 def read_raw(data_dir: Path, table: str, columns: list[str]) -> pd.DataFrame:
@@ -484,7 +507,7 @@ def load_inputs(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
         prices[column] = prices[column] * prices["adj_factor"]
     prices = prices.sort_values(["ticker", "date"], ignore_index=True)
     news = read_raw(data_dir, "news", ["ticker", *NEWS_COLUMNS])
-    reports = read_raw(data_dir, "reports", ["ticker", "report_id", "fiscal_year", "published_at"])
+    reports = with_growth(read_raw(data_dir, "reports", ["ticker", *REPORT_COLUMNS]))
     calendar = read_raw(data_dir, "sessions", ["session_date"])["session_date"].sort_values()
     days = list(calendar)
     first, last = prices["date"].min().date(), prices["date"].max().date()
@@ -493,31 +516,91 @@ def load_inputs(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     return prices, news, reports, decisions
 
 
+def with_growth(reports: pd.DataFrame) -> pd.DataFrame:
+    """Each report's net income growth against the prior fiscal year's latest figure published
+    at or before it (a property of the report, computed once)."""
+    reports = reports.assign(prior_year=reports["fiscal_year"] - 1).sort_values("published_at")
+    prior = reports[["ticker", "fiscal_year", "published_at", "net_income"]].rename(
+        columns={"fiscal_year": "prior_year", "net_income": "prior_net_income"}
+    )
+    merged = pd.merge_asof(
+        reports, prior, on="published_at", by=["ticker", "prior_year"], direction="backward"
+    )
+    prior_income = merged["prior_net_income"].where(merged["prior_net_income"] != 0)
+    merged["net_income_growth"] = (merged["net_income"] - prior_income) / prior_income.abs()
+    return merged.drop(columns=["prior_year", "prior_net_income"])
+
+
 def price_features(visible: pd.DataFrame) -> pd.DataFrame:
-    """Last close, returns, moving averages and 20-session volatility per ticker, with the
-    same minimum-history rules as int_price_features."""
+    """Every feature of int_price_features for the last visible bar of each ticker, with the
+    same minimum-history rules."""
     sessions_seen = visible.groupby("ticker").size()
     window = visible.groupby("ticker").tail(FEATURE_SESSIONS).copy()
     closes = window.groupby("ticker")["close"]
     window["ret_1d"] = closes.pct_change()
     window["lag_5"] = closes.shift(5)
     window["lag_20"] = closes.shift(20)
+    change = closes.diff()
+    window["gain"] = change.clip(lower=0)
+    window["loss"] = (-change).clip(lower=0)
     last = window.groupby("ticker").tail(1).set_index("ticker")
+
+    def newest(rows: int) -> pd.core.groupby.DataFrameGroupBy:
+        return window.groupby("ticker").tail(rows).groupby("ticker")
+
+    def before_last(rows: int) -> pd.core.groupby.DataFrameGroupBy:
+        preceding = window.groupby("ticker").tail(rows + 1).groupby("ticker").head(rows)
+        return preceding.groupby("ticker")
+
+    last_14 = newest(14)[["gain", "loss"]].mean()
+    avg_gain, avg_loss = last_14["gain"], last_14["loss"]
+    last_20 = newest(20)
+    prior_20 = before_last(20)
+    prior_volume = prior_20["volume"].mean()
     features = pd.DataFrame(
         {
             "last_close": last["close"],
             "ret_1d": last["ret_1d"],
             "ret_5d": last["close"] / last["lag_5"] - 1,
             "ret_20d": last["close"] / last["lag_20"] - 1,
-            "ma_5": window.groupby("ticker").tail(5).groupby("ticker")["close"].mean(),
-            "ma_20": window.groupby("ticker").tail(20).groupby("ticker")["close"].mean(),
-            "volatility_20d": window.groupby("ticker").tail(20).groupby("ticker")["ret_1d"].std(),
+            "ma_5": newest(5)["close"].mean(),
+            "ma_20": last_20["close"].mean(),
+            "ma_60": newest(60)["close"].mean(),
+            "rsi_14": (100.0 - 100.0 / (1.0 + avg_gain / avg_loss)).where(avg_loss != 0, 100.0),
+            "volatility_20d": last_20["ret_1d"].std(),
+            "volume_ratio_20d": last["volume"] / prior_volume.where(prior_volume != 0),
+            "prior_high_20": prior_20["high"].max(),
+            "prior_low_10": before_last(10)["low"].min(),
         }
     )
-    features.loc[sessions_seen < 5, "ma_5"] = np.nan
-    features.loc[sessions_seen < 20, "ma_20"] = np.nan
-    features.loc[sessions_seen <= 20, "volatility_20d"] = np.nan
+    for column, fewest in {"ret_5d": 6, "ma_5": 5, "ma_20": 20, "ma_60": 60, "rsi_14": 15}.items():
+        features.loc[sessions_seen < fewest, column] = np.nan
+    for column in ["ret_20d", "volatility_20d", "volume_ratio_20d", "prior_high_20"]:
+        features.loc[sessions_seen <= 20, column] = np.nan
+    features.loc[sessions_seen <= 10, "prior_low_10"] = np.nan
     return features
+
+
+def strategy_signals(snapshot: pd.DataFrame, cutoff: pd.Timestamp, pit: PitVars) -> pd.DataFrame:
+    """S1-S4 as int_strategy_signals words them; a comparison with a missing value is false,
+    which is what the SQL's coalesce(..., false) gives."""
+    recent = snapshot["report_published_at"] >= cutoff - pd.Timedelta(days=pit.s4_window_days)
+    growth = snapshot["report_net_income_growth"].where(recent)
+    tone = snapshot["news_tone"]
+    close = snapshot["last_close"]
+    return pd.DataFrame(
+        {
+            "s1_entry": (close > snapshot["prior_high_20"]) & (snapshot["volume_ratio_20d"] > 1),
+            "s1_exit": close < snapshot["prior_low_10"],
+            "s2_entry": snapshot["ma_5"] > snapshot["ma_20"],
+            "s2_exit": snapshot["ma_5"] < snapshot["ma_20"],
+            "s3_entry": (snapshot["rsi_14"] < pit.rsi_entry) & (close > snapshot["ma_60"]),
+            "s3_exit": (snapshot["rsi_14"] > pit.rsi_exit) | (close < snapshot["ma_60"]),
+            "s4_entry": (growth >= pit.s4_surprise) | (tone >= pit.s4_news_tone),
+            "s4_exit": (growth <= -pit.s4_surprise) | (tone <= -pit.s4_news_tone),
+        },
+        index=snapshot.index,
+    )
 
 
 def price_lists(visible: pd.DataFrame, pit: PitVars) -> pd.DataFrame:
@@ -530,7 +613,14 @@ def news_lists(news: pd.DataFrame, cutoff: pd.Timestamp, pit: PitVars) -> pd.Dat
     recent = news[(news["published_at"] < cutoff) & (news["published_at"] >= start)]
     recent = recent.sort_values(["published_at", "news_id"], ascending=False)
     newest = recent.groupby("ticker").head(pit.max_items)
-    return newest.groupby("ticker")[NEWS_COLUMNS].agg(list).add_prefix("news_")
+    lists = newest.groupby("ticker")[NEWS_COLUMNS].agg(list).add_prefix("news_")
+    headlines = newest["headline"][
+        newest["published_at"] >= cutoff - pd.Timedelta(days=pit.s4_window_days)
+    ]
+    positive = headlines.str.contains(pit.word_pattern(pit.positive_terms))
+    negative = headlines.str.contains(pit.word_pattern(pit.negative_terms))
+    tone = positive.astype(int) - negative.astype(int)
+    return lists.join(tone.groupby(newest.loc[tone.index, "ticker"]).sum().rename("news_tone"))
 
 
 def latest_report(reports: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -552,6 +642,8 @@ def naive_snapshot(
     snapshot = snapshot.join(news_lists(news, cutoff, pit)).join(latest_report(reports, cutoff))
     for column in [f"news_{name}" for name in NEWS_COLUMNS]:
         snapshot[column] = [items if isinstance(items, list) else [] for items in snapshot[column]]
+    snapshot["news_tone"] = snapshot["news_tone"].fillna(0)
+    snapshot = snapshot.join(strategy_signals(snapshot, cutoff, pit))
     snapshot.insert(0, "decision_date", day)
     snapshot.insert(1, "information_cutoff", cutoff)
     return snapshot.reset_index()
@@ -574,7 +666,21 @@ def build_naive(data_dir: Path, out_dir: Path, pit: PitVars) -> int:
 # 3. Cross-check naive against pit_snapshots
 # --------------------------------------------------------------------------------------------
 
-FEATURES = ["last_close", "ret_1d", "ret_5d", "ret_20d", "ma_5", "ma_20", "volatility_20d"]
+FEATURES = [
+    "last_close",
+    "ret_1d",
+    "ret_5d",
+    "ret_20d",
+    "ma_5",
+    "ma_20",
+    "ma_60",
+    "rsi_14",
+    "volatility_20d",
+    "volume_ratio_20d",
+    "prior_high_20",
+    "prior_low_10",
+]
+SIGNALS = [f"s{rule}_{side}" for rule in range(1, 5) for side in ("entry", "exit")]
 
 
 @dataclass(frozen=True)
@@ -603,20 +709,26 @@ CHECKS: dict[str, Check] = {
     "price_history closes": Check("ph_close", "ph_close"),
     "news ids": Check("news_ids", "news_news_id"),
     "report id": Check("report_id", "report_report_id"),
-} | {f"feature {name}": Check(name, name, numeric=True) for name in FEATURES}
+    "report growth": Check("report_growth", "report_net_income_growth", numeric=True),
+}
+CHECKS |= {f"feature {name}": Check(name, name, numeric=True) for name in FEATURES}
+CHECKS |= {f"signal {name}": Check(name, name) for name in SIGNALS}
 
 
 def comparison_sql(naive_dir: Path) -> str:
     """pit_snapshots and the naive snapshots side by side (a full outer join on the key)."""
     features = ", ".join(f"features.{name} as {name}" for name in FEATURES)
+    signals = ", ".join(f"signals.{name} as {name}" for name in SIGNALS)
     return f"""
         from (
             select ticker, decision_date, information_cutoff,
                 list_transform(price_history, lambda x: x."date") as ph_date,
                 list_transform(price_history, lambda x: x.close) as ph_close,
                 {features},
+                {signals},
                 list_transform(news, lambda x: x.news_id) as news_ids,
-                report.report_id as report_id
+                report.report_id as report_id,
+                report.net_income_growth as report_growth
             from pit_snapshots where market = '{MARKET}'
         ) as p
         full outer join (
