@@ -32,8 +32,10 @@ import pyarrow.parquet as pq
 
 from backtest.simulation import (
     DEFAULT_CAPITAL,
+    ORDER_STATUSES,
     SeriesRules,
     SimulationResult,
+    SleeveState,
     TradingRules,
     board_price_limit_pct,
     round_trips,
@@ -120,6 +122,7 @@ class MarketData:
     open_: np.ndarray
     close: np.ndarray
     rules: list[TradingRules]
+    prior_close: np.ndarray  # each ticker's last close before the window (the first limit's)
 
     @property
     def has_bar(self) -> np.ndarray:
@@ -155,7 +158,7 @@ def pivot(
 
 def read_decisions(layout: DataLayout, arms: Sequence[str] | None) -> pd.DataFrame:
     """Every `llm_decisions` row of the chosen arms (all arms when None)."""
-    files = list(Path(layout.landing_dir / "llm_decisions").glob("arm=*/*.parquet"))
+    files = list(Path(layout.landing_dir / "llm_decisions").glob("arm=*/market=*/*.parquet"))
     if not files:
         if arms:
             raise BacktestError(f"no llm_decisions under {layout.landing_dir}; run infer first")
@@ -220,6 +223,7 @@ def load_market(
         layout.raw_file(market, "prices"), columns=["ticker", "date", "open", "close"]
     )
     prices["date"] = pd.to_datetime(prices["date"])
+    earlier = prices[prices["date"] < pd.Timestamp(start)].sort_values("date")
     prices = prices[(prices["date"] >= pd.Timestamp(start)) & (prices["date"] <= pd.Timestamp(end))]
     if prices.empty:
         raise BacktestError(f"{market}: no price bars from {start} to {end}")
@@ -227,6 +231,7 @@ def load_market(
     rules = ticker_rules(universe, rules_row, capital)
     sessions = pd.DatetimeIndex(sorted(prices["date"].unique()))
     tickers = pd.Index(sorted(prices["ticker"].unique()))
+    prior_close = earlier.groupby("ticker")["close"].last().reindex(tickers)
     return MarketData(
         market,
         sessions,
@@ -234,6 +239,7 @@ def load_market(
         pivot(prices, "open", "date", tickers, sessions),
         pivot(prices, "close", "date", tickers, sessions),
         [rules[ticker] for ticker in tickers],
+        prior_close.to_numpy(dtype=np.float64),
     )
 
 
@@ -340,11 +346,17 @@ def simulate_market(
     n_arms = len(targets)
     target = np.concatenate(targets)
     fill = data.close if config.fill_at == "close" else data.open_
+    rules = SeriesRules.stack(data.rules * n_arms)
+    # Flat sleeves whose first price limit refers to the close before the window, as the
+    # agents' books (backtest.book) start: the backtest of an arm reproduces its book.
+    opening = SleeveState.opening(rules)
+    opening.last_close[:] = np.tile(data.prior_close, n_arms)
     result = simulate(
         target,
         np.tile(fill, (n_arms, 1)),
         np.tile(data.close, (n_arms, 1)),
-        SeriesRules.stack(data.rules * n_arms),
+        rules,
+        state=opening,
     )
     series = SeriesLabels(
         arm=np.repeat(arms["arm"].to_numpy(dtype=object), len(data.tickers)),
@@ -382,6 +394,72 @@ def _count_by_arm(arms: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
     return arms["arm"].map(rows.groupby("arm").size()).fillna(0).astype("int64")
 
 
+# The columns a book adds to a simulated sleeve row (order_status is added from its codes).
+BOOK_COLUMNS = (
+    "cost_basis",
+    "avg_entry_price",
+    "entry_date",
+    "sessions_held",
+    "unrealized_return",
+    "last_fill_date",
+    "last_fill_shares",
+    "last_fill_price",
+    "order_status",
+)
+
+
+@dataclass(frozen=True)
+class LastFills:
+    """Each series' latest fill before a block of sessions (NaT / NaN when none)."""
+
+    day: np.ndarray  # datetime64[D]
+    shares: np.ndarray
+    price: np.ndarray
+
+    @classmethod
+    def none(cls, n_series: int) -> LastFills:
+        return cls(
+            np.full(n_series, np.datetime64("NaT"), dtype="datetime64[D]"),
+            np.full(n_series, np.nan),
+            np.full(n_series, np.nan),
+        )
+
+
+def book_columns(
+    result: SimulationResult,
+    axis: pd.DatetimeIndex,
+    positions: np.ndarray,
+    prior: LastFills,
+) -> dict[str, np.ndarray]:
+    """The book's own columns, (n_series, n_sessions) each, for result columns that are the
+    sessions `axis[positions]`: entry date from the sessions held, the last fill carried
+    forward from `prior` (order_status is added by `sleeve_table` from its codes)."""
+    n_series, n_sessions = result.shares.shape
+    days = axis.values.astype("datetime64[D]")
+    held = result.held_sessions.astype(np.int64)
+    entry_at = positions[None, :] - held + 1
+    entry_date = np.where(held > 0, days[np.clip(entry_at, 0, len(days) - 1)], np.datetime64("NaT"))
+    traded = result.traded_shares != 0
+    last = np.where(traded, np.arange(n_sessions)[None, :], -1)
+    last = np.maximum.accumulate(last, axis=1)
+    rows = np.arange(n_series)[:, None]
+    taken = np.clip(last, 0, None)
+    has_fill = last >= 0
+    fill_day = days[positions][taken]
+    return {
+        "cost_basis": result.cost_basis,
+        "avg_entry_price": result.avg_entry_price,
+        "entry_date": entry_date.astype("datetime64[D]"),
+        "sessions_held": held,
+        "unrealized_return": result.unrealized_return,
+        "last_fill_date": np.where(has_fill, fill_day, prior.day[:, None]).astype("datetime64[D]"),
+        "last_fill_shares": np.where(
+            has_fill, result.traded_shares[rows, taken], prior.shares[:, None]
+        ),
+        "last_fill_price": np.where(has_fill, result.fill_price[rows, taken], prior.price[:, None]),
+    }
+
+
 @dataclass(frozen=True)
 class SeriesLabels:
     """What each simulated series (row of the matrices) is: arm, ticker and its constants."""
@@ -398,12 +476,24 @@ def sleeve_table(
     series: SeriesLabels,
     sessions: pd.DatetimeIndex,
     target: np.ndarray,
+    *,
+    axis: pd.DatetimeIndex | None = None,
+    positions: np.ndarray | None = None,
+    prior: LastFills | None = None,
 ) -> pa.Table:
-    """One row per (series, session), series-major, in the column order of `backtest_daily`.
+    """One row per (series, session), series-major, in the column order of `backtest_daily`,
+    then the book's columns (`book_columns`; `axis`, `positions` and `prior` default to the
+    sessions themselves, starting flat).
 
     Labels are dictionary-encoded and dates built from datetime64: thousands of arms make
     tens of millions of rows, which Python objects per row would not fit."""
     n_series, n_sessions = len(series.arm), len(sessions)
+    book = book_columns(
+        result,
+        sessions if axis is None else axis,
+        np.arange(n_sessions) if positions is None else positions,
+        LastFills.none(n_series) if prior is None else prior,
+    )
 
     def flat(values: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(values).ravel()
@@ -431,7 +521,17 @@ def sleeve_table(
             "exposure": flat(result.exposure),
             "daily_return": flat(result.daily_return),
             "initial_capital": np.repeat(series.initial_capital, n_sessions),
+            **{name: pa.array(flat(values), from_pandas=True) for name, values in book.items()},
+            "order_status": _repeated_codes(result.order_status),
         }
+    )
+
+
+def _repeated_codes(codes: np.ndarray) -> pa.DictionaryArray:
+    """The order status codes as their names (dictionary-encoded)."""
+    return pa.DictionaryArray.from_arrays(
+        np.ascontiguousarray(codes).ravel().astype(np.int32),
+        pa.array(ORDER_STATUSES, type=pa.string()),
     )
 
 

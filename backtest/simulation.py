@@ -33,7 +33,29 @@ Conventions (what `backtest_daily` and `backtest_trades` rely on):
   placed); it binds when `execute_at_open` is called twice in one session.
 - Marks at the close: position value = shares x close (the last close when the session has no
   bar), equity = cash + position value, exposure = position value / equity,
-  daily_return = equity_t / equity_{t-1} - 1 with equity_{-1} = initial capital.
+  daily_return = equity_t / equity_{t-1} - 1 with equity_{-1} = initial capital (the state's
+  equity when resumed, see below).
+- The book, after each session: cost_basis = cash paid for the shares held (each buy's notional
+  at its fill price plus its commission; a sell keeps the same fraction of it as of the shares,
+  cost_basis x shares_after / shares_before, and flat is 0); avg_entry_price = cost_basis /
+  shares and unrealized_return = position value / cost_basis - 1 (both NaN when flat);
+  held_sessions = closes the position has been held at (1 on the session of the buy from flat,
+  +1 each later session while shares are held, bar or not; 0 when flat).
+- order_status, a code into `ORDER_STATUSES`, says what became of the session's order:
+  0 none: no order (target NaN or no bar) or the holding is already on target within a lot;
+  1 filled: traded in full;
+  2 limit_up / 3 limit_down: dropped at the price limit (these two are `limit_blocked`);
+  4 cash: cash did not cover the order's costs: a buy shrunk (partly or wholly), or a sell
+    skipped because its costs would overdraw;
+  5 lot: the target is above 0, the sleeve is flat and one lot costs more than the target
+    allows, so nothing was bought;
+  6 t_plus_one: a sell capped by T+1 (only when `execute_at_open` runs twice in a session).
+- Resuming: `SleeveState` is everything a sleeve carries from one close to the next (cash,
+  shares, last close, equity, cost basis, held sessions: (n_series,) float64 vectors, so it
+  round-trips through Parquet exactly). `simulate(..., state=s)` starts from it and returns the
+  state after its last session as `result.final_state`, so that N calls of one session each,
+  the state carried, give bit for bit the outputs of one call over the N sessions (the same
+  kernel runs both).
 
 `simulate` checks its inputs, then runs one compiled loop (numba) over series and, within each,
 sessions: the same steps and the same floating-point operations in the same order as the
@@ -50,7 +72,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import InitVar, dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -61,6 +83,10 @@ import pandas as pd
 BPS = 1e4
 DEFAULT_CAPITAL = 1_000_000.0
 CHINEXT_STAR_PREFIXES = ("300", "301", "688", "689")
+# `SimulationResult.order_status` codes are positions in this tuple (see the module doc).
+ORDER_STATUSES = ("none", "filled", "limit_up", "limit_down", "cash", "lot", "t_plus_one")
+_ORDER_NONE, _ORDER_FILLED, _ORDER_LIMIT_UP, _ORDER_LIMIT_DOWN = range(4)
+_ORDER_CASH, _ORDER_LOT, _ORDER_T_PLUS_ONE = range(4, 7)
 
 
 @dataclass(frozen=True)
@@ -160,9 +186,62 @@ class SeriesRules:
 
 
 @dataclass(frozen=True)
+class SleeveState:
+    """What each series carries from one session's close to the next, enough to resume
+    `simulate` bit for bit: (n_series,) float64 vectors, which Parquet stores exactly."""
+
+    cash: np.ndarray
+    shares: np.ndarray
+    last_close: np.ndarray  # NaN before the first bar; the limits' reference without prev_close
+    equity: np.ndarray  # at the last close: the next daily_return's denominator
+    cost_basis: np.ndarray  # cash paid for the shares held, commissions included; 0 when flat
+    held_sessions: np.ndarray  # closes the position has been held at; 0 when flat
+
+    @classmethod
+    def opening(cls, rules: SeriesRules) -> SleeveState:
+        """Every sleeve flat, all in cash: its initial capital."""
+        capital = rules.initial_capital.astype(np.float64)
+        n = len(rules)
+        return cls(capital, np.zeros(n), np.full(n, math.nan), capital.copy(), *np.zeros((2, n)))
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Any] | pd.DataFrame) -> SleeveState:
+        """From a dict, DataFrame or pyarrow Table with the columns `to_columns` gives (others,
+        e.g. labels, are ignored); a missing value (null read back from Parquet) is NaN."""
+        vectors = {}
+        for name in STATE_COLUMNS:
+            values = columns[name]
+            if isinstance(values, pd.Series):  # nullable dtypes hold pd.NA, which numpy refuses
+                values = values.to_numpy(dtype=np.float64, na_value=math.nan)
+            vectors[name] = np.array(values, dtype=np.float64)
+        lengths = {v.shape for v in vectors.values()}
+        if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+            raise ValueError(f"SleeveState: columns must be 1-D of one length, got {lengths}")
+        return cls(**vectors)
+
+    def to_columns(self) -> dict[str, np.ndarray]:
+        """Name -> (n_series,) float64 vector, in `STATE_COLUMNS` order."""
+        return {name: np.asarray(getattr(self, name), dtype=np.float64) for name in STATE_COLUMNS}
+
+    def to_frame(self, index: Any = None) -> pd.DataFrame:
+        """One row per series, one float64 column per field (for Parquet)."""
+        return pd.DataFrame(self.to_columns(), index=index)
+
+    def __len__(self) -> int:
+        return len(self.cash)
+
+
+STATE_COLUMNS = tuple(f.name for f in fields(SleeveState))
+
+
+@dataclass(frozen=True)
 class SimulationResult:
     """Per-session outputs, each shaped like the inputs: (n_series, n_sessions), or
-    (n_sessions,) from `simulate_one_series`. Money is in the series' currency."""
+    (n_sessions,) from `simulate_one_series`. Money is in the series' currency.
+
+    `final_state` (the state after the last session, from `simulate`; None from the reference)
+    is not a dataclass field: `fields(SimulationResult)` lists exactly the per-session arrays,
+    which callers iterate."""
 
     shares: np.ndarray  # held after the open's fill
     cash: np.ndarray
@@ -174,6 +253,19 @@ class SimulationResult:
     traded_shares: np.ndarray  # signed: + bought, - sold
     fill_price: np.ndarray  # price per share incl. slippage; NaN when nothing traded
     limit_blocked: np.ndarray  # bool: an order was dropped at a price limit
+    cost_basis: np.ndarray  # cash paid for the shares held, commissions included; 0 when flat
+    avg_entry_price: np.ndarray  # cost_basis / shares; NaN when flat
+    held_sessions: np.ndarray  # closes the position has been held at; 0 when flat
+    unrealized_return: np.ndarray  # position_value / cost_basis - 1; NaN when flat
+    order_status: np.ndarray  # int8 code into ORDER_STATUSES
+    final_state: InitVar[SleeveState | None] = None
+
+    def __post_init__(self, final_state: SleeveState | None) -> None:
+        object.__setattr__(self, "final_state", final_state)  # an attribute, not a field
+
+
+# Outputs that are not float64 (the others are).
+_OUTPUT_DTYPES: dict[str, Any] = {"limit_blocked": np.bool_, "order_status": np.int8}
 
 
 @dataclass
@@ -203,6 +295,7 @@ class Fills:
     price: np.ndarray  # NaN where nothing traded
     fees: np.ndarray
     limit_blocked: np.ndarray
+    order_status: np.ndarray  # int8 code into ORDER_STATUSES
 
 
 def price_limits(prev_close: np.ndarray, pct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,11 +376,11 @@ def _order(
     reference: float,
     rates: np.ndarray,
     s: int,
-) -> tuple[float, float, float, float, bool]:
+) -> tuple[float, float, float, float, int]:
     """One series' order at the open, step for step as `simulate_one_series` places it:
-    (traded shares, fill price, fees, cash after, blocked at a price limit)."""
+    (traded shares, fill price, fees, cash after, order status code)."""
     if math.isnan(open_) or math.isnan(wanted):  # no bar or no decision: keep
-        return 0.0, math.nan, 0.0, cash, False
+        return 0.0, math.nan, 0.0, cash, _ORDER_NONE
     lot = rates[_LOT, s]
     equity_open = cash + shares * open_
     # NaN (no limit, no previous close) compares False: nothing is blocked.
@@ -297,17 +390,22 @@ def _order(
     if at_buy > shares:
         limit_up = np.floor((prev_cents * rates[_UP_FACTOR, s] + 5000.0) / BPS)
         if open_cents >= limit_up:
-            return 0.0, math.nan, 0.0, cash, True
+            return 0.0, math.nan, 0.0, cash, _ORDER_LIMIT_UP
         return _buy(at_buy - shares, buy_price, cash, rates, s)
     sell_price = open_ * rates[_SELL_FACTOR, s]  # only now: most sessions hold after a buy test
     at_sell = np.floor(wanted * equity_open / (sell_price * lot)) * lot
     if at_sell < shares:
         limit_down = np.floor((prev_cents * rates[_DOWN_FACTOR, s] + 5000.0) / BPS)
         if open_cents <= limit_down:
-            return 0.0, math.nan, 0.0, cash, True
+            return 0.0, math.nan, 0.0, cash, _ORDER_LIMIT_DOWN
         sellable = shares - bought_today if rates[_T_PLUS_ONE, s] else shares
-        return _sell(min(shares - at_sell, sellable), sell_price, cash, rates, s)
-    return 0.0, math.nan, 0.0, cash, False
+        if sellable < shares - at_sell:  # T+1 caps it: say so even if part of it sold
+            sold, fill, fee, cash_after, _ = _sell(sellable, sell_price, cash, rates, s)
+            return sold, fill, fee, cash_after, _ORDER_T_PLUS_ONE
+        return _sell(shares - at_sell, sell_price, cash, rates, s)
+    # On target within a lot; or flat with a target too small for one lot.
+    status = _ORDER_LOT if shares == 0.0 and wanted > 0.0 else _ORDER_NONE
+    return 0.0, math.nan, 0.0, cash, status
 
 
 @numba.njit(inline="always", **_JIT_OPTIONS)
@@ -319,7 +417,7 @@ def _buy_cost(shares: float, price: float, rate: float, minimum: float) -> float
 @numba.njit(inline="always", **_JIT_OPTIONS)
 def _buy(
     wanted: float, price: float, cash: float, rates: np.ndarray, s: int
-) -> tuple[float, float, float, float, bool]:
+) -> tuple[float, float, float, float, int]:
     """Buy the most of `wanted` that cash covers with its commission, in steps of whole lots.
 
     The reference drops one lot at a time from `wanted`; the closed form (cash over price with
@@ -328,8 +426,9 @@ def _buy(
     """
     lot, rate = rates[_LOT, s], rates[_COMMISSION_RATE, s]
     minimum = rates[_MIN_COMMISSION, s]
-    shares = wanted
+    shares, status = wanted, _ORDER_FILLED
     if _buy_cost(shares, price, rate, minimum) > cash:
+        status = _ORDER_CASH
         cap = min(cash / (price * (1.0 + rate)), (cash - minimum) / price)
         shares = wanted - max(np.ceil((wanted - cap) / lot), 1.0) * lot
         while shares > 0 and _buy_cost(shares, price, rate, minimum) > cash:
@@ -337,24 +436,25 @@ def _buy(
         while shares + lot < wanted and _buy_cost(shares + lot, price, rate, minimum) <= cash:
             shares += lot
     if shares <= 0:
-        return 0.0, math.nan, 0.0, cash, False
+        return 0.0, math.nan, 0.0, cash, _ORDER_CASH
     notional = shares * price
     commission = max(minimum, notional * rate)
-    return shares, price, commission, cash - (notional + commission), False
+    return shares, price, commission, cash - (notional + commission), status
 
 
 @numba.njit(inline="always", **_JIT_OPTIONS)
 def _sell(
     shares: float, price: float, cash: float, rates: np.ndarray, s: int
-) -> tuple[float, float, float, float, bool]:
-    """Sell `shares` with commission and stamp duty; skipped if the costs would overdraw."""
+) -> tuple[float, float, float, float, int]:
+    """Sell `shares` with commission and stamp duty; skipped if the costs would overdraw (or
+    nothing is sellable, which only a T+1 cap makes so)."""
     notional = shares * price
     commission = max(rates[_MIN_COMMISSION, s], notional * rates[_COMMISSION_RATE, s])
     stamp_duty = notional * rates[_STAMP_RATE, s]
     proceeds = notional - commission - stamp_duty
     if shares <= 0 or cash + proceeds < 0:
-        return 0.0, math.nan, 0.0, cash, False
-    return -shares, price, commission + stamp_duty, cash + proceeds, False
+        return 0.0, math.nan, 0.0, cash, _ORDER_CASH
+    return -shares, price, commission + stamp_duty, cash + proceeds, _ORDER_FILLED
 
 
 @_kernel
@@ -370,17 +470,19 @@ def _orders_at_open(
     price: np.ndarray,
     fees: np.ndarray,
     blocked: np.ndarray,
+    status: np.ndarray,
 ) -> None:
-    """`execute_at_open` for every series: the book in place, the fills into the last four."""
+    """`execute_at_open` for every series: the book in place, the fills into the last five."""
     for s in range(book_cash.shape[0]):
-        quantity, fill, fee, cash, at_limit = _order(
+        quantity, fill, fee, cash, code = _order(
             book_cash[s], book_shares[s], bought_today[s], target[s], open_[s], prev_close[s],
             rates, s,
         )  # fmt: skip
         book_cash[s] = cash
         book_shares[s] += quantity
         bought_today[s] += max(quantity, 0.0)
-        traded[s], price[s], fees[s], blocked[s] = quantity, fill, fee, at_limit
+        traded[s], price[s], fees[s], status[s] = quantity, fill, fee, code
+        blocked[s] = code in (_ORDER_LIMIT_UP, _ORDER_LIMIT_DOWN)
 
 
 def execute_at_open(
@@ -403,12 +505,17 @@ def execute_at_open(
     n_series = len(rules)
     traded, price, fees = np.empty(n_series), np.empty(n_series), np.empty(n_series)
     blocked = np.empty(n_series, dtype=bool)
+    status = np.empty(n_series, dtype=np.int8)
     _orders_at_open(
         cash, shares, bought_today, target, open_, prev_close, _rates(rules),
-        traded, price, fees, blocked,
+        traded, price, fees, blocked, status,
     )  # fmt: skip
     book.cash, book.shares, book.bought_today = cash, shares, bought_today
-    return Fills(traded, price, fees, blocked)
+    return Fills(traded, price, fees, blocked, status)
+
+
+# Rows of the state matrix the kernel reads at the start and overwrites with the final state.
+_CASH, _SHARES, _LAST_CLOSE, _EQUITY, _COST_BASIS, _HELD = range(len(STATE_COLUMNS))
 
 
 @_kernel
@@ -418,7 +525,7 @@ def _simulate_kernel(
     close: np.ndarray,
     prev_close: np.ndarray,
     rates: np.ndarray,
-    initial_capital: np.ndarray,
+    state: np.ndarray,
     shares_out: np.ndarray,
     cash_out: np.ndarray,
     value_out: np.ndarray,
@@ -429,28 +536,40 @@ def _simulate_kernel(
     traded_out: np.ndarray,
     price_out: np.ndarray,
     blocked_out: np.ndarray,
+    cost_basis_out: np.ndarray,
+    entry_out: np.ndarray,
+    held_out: np.ndarray,
+    unrealized_out: np.ndarray,
+    status_out: np.ndarray,
 ) -> None:
     """The per-session state machine of `simulate_one_series`, for every series in turn.
 
-    All arrays are (n_series, n_sessions); `prev_close` of shape (0, 0) means "the series' last
-    close". One series at a time keeps its state in registers and its branches predictable
-    (a series holds, or has no decision, for many sessions running), and writes each output
-    row contiguously. One order per session, placed before anything is bought, so T+1 never
-    caps a sell here (`bought_today` is 0).
+    Outputs are (n_series, n_sessions) like the inputs; `prev_close` of shape (0, 0) means "the
+    series' last close". `state` (rows `STATE_COLUMNS`, one column per series) is the state
+    before the first session and is overwritten with the state after the last: a run resumed
+    from it continues exactly, whatever the split. One series at a time keeps its state in
+    registers and its branches predictable (a series holds, or has no decision, for many
+    sessions running), and writes each output row contiguously. One order per session, placed
+    before anything is bought, so T+1 never caps a sell here (`bought_today` is 0).
     """
     n_series, n_sessions = target.shape
     given_prev_close = prev_close.shape[0] > 0
     for s in range(n_series):
-        cash = initial_capital[s]
-        previous_equity = cash
-        shares = 0.0
-        last_close = math.nan
+        cash, shares = state[_CASH, s], state[_SHARES, s]
+        last_close, previous_equity = state[_LAST_CLOSE, s], state[_EQUITY, s]
+        cost_basis, held = state[_COST_BASIS, s], state[_HELD, s]
         for t in range(n_sessions):
             reference = prev_close[s, t] if given_prev_close else last_close
-            traded, fill, fee, cash, at_limit = _order(
+            traded, fill, fee, cash, status = _order(
                 cash, shares, 0.0, target[s, t], open_[s, t], reference, rates, s
             )
+            if traded > 0:
+                cost_basis += traded * fill + fee
+            elif traded < 0:  # the sold fraction's cost leaves; exactly 0 when flat
+                after = shares + traded
+                cost_basis = cost_basis * (after / shares) if after > 0 else 0.0
             shares += traded
+            held = held + 1.0 if shares > 0 else 0.0
             if not math.isnan(close[s, t]):
                 last_close = close[s, t]
             value = shares * last_close if shares > 0 else 0.0
@@ -464,8 +583,16 @@ def _simulate_kernel(
             exposure_out[s, t] = value / equity if equity > 0 else math.nan
             traded_out[s, t] = traded
             price_out[s, t] = fill
-            blocked_out[s, t] = at_limit
+            blocked_out[s, t] = status in (_ORDER_LIMIT_UP, _ORDER_LIMIT_DOWN)
+            cost_basis_out[s, t] = cost_basis
+            entry_out[s, t] = cost_basis / shares if shares > 0 else math.nan
+            held_out[s, t] = held
+            unrealized_out[s, t] = value / cost_basis - 1.0 if shares > 0 else math.nan
+            status_out[s, t] = status
             previous_equity = equity
+        state[_CASH, s], state[_SHARES, s] = cash, shares
+        state[_LAST_CLOSE, s], state[_EQUITY, s] = last_close, previous_equity
+        state[_COST_BASIS, s], state[_HELD, s] = cost_basis, held
 
 
 @_kernel
@@ -521,36 +648,59 @@ def _validate(
         raise ValueError("simulate: initial_capital must be positive and lot_size at least 1")
 
 
+def _state_matrix(state: SleeveState, n_series: int) -> np.ndarray:
+    """The state as the kernel's (6, n_series) in/out matrix (a copy: `state` stays as it is)."""
+    columns = state.to_columns()
+    shapes = {name: v.shape for name, v in columns.items() if v.shape != (n_series,)}
+    if shapes:
+        raise ValueError(f"simulate: rules for {n_series} series, state vectors {shapes}")
+    matrix = np.stack(list(columns.values()))
+    if not np.isfinite(np.delete(matrix, _LAST_CLOSE, axis=0)).all():
+        raise ValueError("simulate: state must be finite (only last_close may be NaN)")
+    if (matrix[[_CASH, _SHARES, _COST_BASIS, _HELD]] < 0).any():
+        raise ValueError("simulate: state has negative cash, shares, cost basis or held sessions")
+    if (matrix[_LAST_CLOSE] <= 0).any():
+        raise ValueError("simulate: state last_close must be positive (or NaN: no bar yet)")
+    return matrix
+
+
 def simulate(
     target: np.ndarray,
     open_: np.ndarray,
     close: np.ndarray,
     rules: SeriesRules,
     prev_close: np.ndarray | None = None,
+    state: SleeveState | None = None,
 ) -> SimulationResult:
     """Simulate every series at once; arrays are (n_series, n_sessions).
 
     `prev_close` (same shape) is the close the price limits refer to; by default the series'
-    last close before each session, i.e. none on its first bar. Inputs are read in place in
-    either layout (each layout compiles once); the result's arrays are C-ordered.
+    last close before each session, i.e. none on its first bar. `state` is where each series
+    stands before the first session (default `SleeveState.opening(rules)`); the result's
+    `final_state` is where it stands after the last, the `state` of a call for the sessions
+    that follow. Inputs are read in place in either layout (each layout compiles once); the
+    result's arrays are C-ordered.
     """
     target, open_, close = (np.asarray(a, dtype=np.float64) for a in (target, open_, close))
     if prev_close is not None:
         prev_close = np.asarray(prev_close, dtype=np.float64)
     _validate(target, open_, close, rules, prev_close)
     n_series, n_sessions = target.shape
-    out = {f.name: np.empty((n_series, n_sessions)) for f in fields(SimulationResult)}
-    out["limit_blocked"] = np.empty((n_series, n_sessions), dtype=bool)
+    carried = _state_matrix(SleeveState.opening(rules) if state is None else state, n_series)
+    out = {
+        f.name: np.empty((n_series, n_sessions), dtype=_OUTPUT_DTYPES.get(f.name, np.float64))
+        for f in fields(SimulationResult)
+    }
     _simulate_kernel(
         target,
         open_,
         close,
         np.empty((0, 0)) if prev_close is None else prev_close,
         _rates(rules),
-        rules.initial_capital.astype(np.float64),
-        *(out[f.name] for f in fields(SimulationResult)),  # the kernel's order
+        carried,
+        *out.values(),  # the kernel's order: the fields'
     )
-    return SimulationResult(**out)
+    return SimulationResult(**out, final_state=SleeveState(*carried))
 
 
 def simulate_one_series(
@@ -566,12 +716,13 @@ def simulate_one_series(
     lot = rules.lot_size
     cash, shares = float(rules.initial_capital), 0
     last_close, previous_equity = math.nan, cash
+    paid, held = 0.0, 0  # cost basis of the shares held; closes they have been held at
     rows: list[dict[str, Any]] = []
     for t in range(len(target)):
         o, c, wanted = float(open_[t]), float(close[t]), float(target[t])
         reference = last_close if prev_close is None else float(prev_close[t])
         bought_today = 0  # one order per session: it is placed before anything is bought
-        traded, price, fee, blocked = 0, math.nan, 0.0, False
+        traded, price, fee, blocked, status = 0, math.nan, 0.0, False, "none"
         if not (math.isnan(o) or math.isnan(wanted)):
             buy_price, sell_price = o * buy_factor, o * sell_factor
             equity_open = cash + shares * o
@@ -579,19 +730,35 @@ def simulate_one_series(
             at_sell = math.floor(wanted * equity_open / (sell_price * lot)) * lot
             if at_buy > shares:
                 blocked = _one_limit_up(o, reference, rules.price_limit_pct)
-                if not blocked:
+                if blocked:
+                    status = "limit_up"
+                else:
                     traded, fee, cash = _one_buy(at_buy - shares, buy_price, cash, rules)
                     price = buy_price
+                    status = "filled" if traded == at_buy - shares else "cash"
             elif at_sell < shares:
                 blocked = _one_limit_down(o, reference, rules.price_limit_pct)
                 sellable = shares - bought_today if rules.t_plus_one else shares
-                if not blocked:
+                if blocked:
+                    status = "limit_down"
+                else:
                     quantity = min(shares - at_sell, sellable)
                     traded, fee, cash = _one_sell(quantity, sell_price, cash, rules)
                     price = sell_price
+                    if quantity < shares - at_sell:
+                        status = "t_plus_one"
+                    else:
+                        status = "filled" if traded else "cash"
+            elif shares == 0 and wanted > 0:
+                status = "lot"  # at_buy is 0: one lot is more than the target
         if traded == 0:
             price = math.nan
+        if traded > 0:
+            paid += traded * price + fee
+        elif traded < 0:
+            paid = paid * ((shares + traded) / shares) if shares + traded > 0 else 0.0
         shares += traded
+        held = held + 1 if shares > 0 else 0
         if not math.isnan(c):
             last_close = c
         value = shares * last_close if shares > 0 else 0.0
@@ -608,13 +775,18 @@ def simulate_one_series(
                 "traded_shares": traded,
                 "fill_price": price,
                 "limit_blocked": blocked,
+                "cost_basis": paid,
+                "avg_entry_price": paid / shares if shares > 0 else math.nan,
+                "held_sessions": held,
+                "unrealized_return": value / paid - 1.0 if shares > 0 else math.nan,
+                "order_status": ORDER_STATUSES.index(status),
             }
         )
         previous_equity = equity
     columns = {f.name: [row[f.name] for row in rows] for f in fields(SimulationResult)}
     return SimulationResult(
         **{
-            name: np.array(values, dtype=bool if name == "limit_blocked" else float)
+            name: np.array(values, dtype=_OUTPUT_DTYPES.get(name, np.float64))
             for name, values in columns.items()
         }
     )

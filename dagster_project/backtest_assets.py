@@ -11,7 +11,7 @@ from backtest.run import BacktestConfig, run_backtest
 from backtest.targets import BASELINE_ARMS
 from dagster_project.checks import PIT_SNAPSHOTS
 from dagster_project.dbt_project import dbt_project
-from dagster_project.inference_assets import llm_decisions
+from dagster_project.inference_assets import BOOK, LLM_DECISIONS
 from dagster_project.resources import DataDirResource
 from dagster_project.warehouse_assets import BACKTEST_TAG, WarehouseTranslator
 from ingest.calendars import MARKETS
@@ -53,7 +53,7 @@ class BacktestRunConfig(dg.Config):
             name,
             group_name=BACKTEST_TAG,
             kinds={"python", "parquet"},
-            deps=[llm_decisions.key, PIT_SNAPSHOTS, dg.AssetKey("market_rules")],
+            deps=[LLM_DECISIONS, BOOK, PIT_SNAPSHOTS, dg.AssetKey("market_rules")],
             description=f"Simulated backtest, <data-dir>/landing/backtest/{file}.parquet "
             "(backtest/run.py).",
         )

@@ -90,10 +90,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start, end = session_span(layout)
     print(f"[2/4] point-in-time warehouse for decision dates {start} .. {end} (dbt + gate)")
     print(build_warehouse(start, end))
-    print(f"[3/4] decisions of {len(experiment.arms)} arm(s) from {experiment.source}")
+    print(
+        f"[3/4] decisions of {len(experiment.arms)} arm(s) from {experiment.source}, date after "
+        "date (position-aware arms see their book)"
+    )
     for arm in experiment.arms:
-        label = "" if arm.model.is_llm else " (reference rule agent, NOT an LLM)"
-        print(infer(arm.slug, start, end, {"markets": list(MARKETS)}) + label)
+        kind = "an LLM" if arm.model.is_llm else "a reference rule agent, NOT an LLM"
+        print(f"  {arm.slug}: {kind}, {'position-aware' if arm.position_aware else 'blind'}")
+    print(infer([arm.slug for arm in experiment.arms], start, end, {"markets": list(MARKETS)}))
     print("[4/4] backtest with the baselines, metric and regime tables")
     print(backtest({}))
     print(f"warehouse: {layout.warehouse}")
@@ -130,7 +134,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from inference.experiments import ExperimentError, load_experiment
 
     try:
-        load_experiment(args.experiments).arm(args.arm, args.base_url)
+        experiment = load_experiment(args.experiments)
+        for slug in args.arm:
+            experiment.arm(slug, args.base_url)
     except ExperimentError as error:
         print(f"strat-llm infer: {error}", file=sys.stderr)
         return 1
@@ -205,28 +211,35 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def cmd_prompt(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from inference.prompts import Position, render_prompt
+    from inference.book import latest_books
+    from inference.engine import build_request
+    from inference.experiments import ExperimentError, load_experiment
     from inference.snapshots import SnapshotNotFound, load_snapshot
     from ingest.layout import DataLayout
 
+    layout = DataLayout.from_env()
+    day = date.fromisoformat(args.date)
     try:
-        snapshot = load_snapshot(
-            DataLayout.from_env().warehouse, args.market, args.ticker, date.fromisoformat(args.date)
-        )
-    except SnapshotNotFound as error:
+        arm = load_experiment(args.experiments).arm(args.arm, args.base_url)
+        snapshot = load_snapshot(layout.warehouse, args.market, args.ticker, day)
+    except (ExperimentError, SnapshotNotFound) as error:
         print(f"strat-llm prompt: {error}", file=sys.stderr)
         return 1
-    position = Position(args.exposure, args.unrealized_return)
-    rendered = render_prompt(
-        snapshot, args.mode, args.attitude, position, token_budget=args.token_budget
-    )
-    for message in rendered.messages:
+    book_date, books = latest_books(layout.book_file(arm.slug, args.market, day).parent, day)
+    holding = books.get(args.ticker)
+    if not arm.position_aware:
+        where = "none: a blind arm's prompt does not show its book"
+    elif holding is None:
+        where = f"none yet for {arm.slug} in {args.market} before {day} (a flat, all-cash sleeve)"
+    else:
+        where = f"{arm.slug} after the close of {book_date}"
+    request = build_request(arm, snapshot, args.token_budget, holding)
+    for message in request.message_dicts():
         print(f"===== {message['role']} =====")
         print(message["content"])
     print(
-        f"===== prompt {rendered.prompt_version}, mode {rendered.mode}, attitude "
-        f"{rendered.attitude or 'none'}, about {rendered.estimated_tokens} tokens, news "
-        f"{rendered.news_shown} shown / {rendered.news_omitted} left out ====="
+        f"===== prompt {request.prompt_version}, arm {arm.slug}, book {where}, request "
+        f"{request.hash[:16]} ====="
     )
     return 0
 
@@ -297,11 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=cmd_check)
 
-    from inference.attitudes import ATTITUDES
-    from inference.prompts import DEFAULT_TOKEN_BUDGET, MODES
+    from inference.experiments import SLUG_GRAMMAR
+    from inference.prompts import DEFAULT_TOKEN_BUDGET
 
     infer = commands.add_parser("infer", help="decisions of one arm over a date range")
-    infer.add_argument("--arm", required=True, help="<model>__<mode>[__<attitude>][__r<n>]")
+    infer.add_argument(
+        "--arm",
+        required=True,
+        action="append",
+        help=f"{SLUG_GRAMMAR} (repeatable: the arms of a date go out together)",
+    )
     infer.add_argument("--start", required=True, help="first decision date, YYYY-MM-DD")
     infer.add_argument("--end", required=True, help="last decision date, YYYY-MM-DD")
     infer.add_argument(
@@ -359,16 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", help="output JSONL of vllm run-batch or the OpenAI Batch API")
     batch.set_defaults(handler=cmd_batch)
 
-    prompt = commands.add_parser("prompt", help="print the exact messages for one snapshot")
+    prompt = commands.add_parser(
+        "prompt", help="print the exact messages an arm would send for one snapshot"
+    )
+    prompt.add_argument("--arm", required=True, help=SLUG_GRAMMAR)
     prompt.add_argument("--market", choices=MARKETS, required=True)
     prompt.add_argument("--ticker", required=True)
     prompt.add_argument("--date", required=True, help="decision date, YYYY-MM-DD")
-    prompt.add_argument("--mode", choices=MODES, required=True)
-    prompt.add_argument("--attitude", choices=tuple(ATTITUDES))
-    prompt.add_argument("--exposure", type=float, default=0.0, help="current exposure, 0..1")
-    prompt.add_argument(
-        "--unrealized-return", type=float, help="return since entry, e.g. -0.06 (when invested)"
-    )
+    prompt.add_argument("--experiments", help="experiments YAML (default experiments/default.yaml)")
+    prompt.add_argument("--base-url", help="as for infer: makes an unconfigured model usable")
     prompt.add_argument("--token-budget", type=int, default=DEFAULT_TOKEN_BUDGET)
     prompt.set_defaults(handler=cmd_prompt)
     return parser

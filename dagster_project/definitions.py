@@ -4,7 +4,7 @@ import dagster as dg
 
 from dagster_project.backtest_assets import backtest_dbt_assets, backtest_simulation
 from dagster_project.checks import GATE_CHECKS
-from dagster_project.inference_assets import llm_decisions
+from dagster_project.inference_assets import agents
 from dagster_project.ingest_assets import raw_tables
 from dagster_project.resources import all_resources
 from dagster_project.schedules import pit_daily_job, pit_daily_schedule
@@ -14,7 +14,7 @@ defs = dg.Definitions(
     assets=[
         raw_tables,
         warehouse_dbt_assets,
-        llm_decisions,
+        agents,
         backtest_simulation,
         backtest_dbt_assets,
     ],

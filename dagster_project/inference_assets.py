@@ -1,4 +1,14 @@
-"""llm_decisions: one Parquet file per (arm, decision date), downstream of the leakage gate."""
+"""The agents: `llm_decisions` and `agent_book`, partitioned by arm x decision date, made together.
+
+One step runs the range date after date (inference.engine.run_agents): the books after D-1
+(backtest.book.BookKeeper) go into the prompts of D, and the decisions of D step the books
+through D. Neither package imports the other; this module interleaves them.
+
+Dependencies on the previous date partition: `llm_decisions` of D depends on its own D-1 (so
+backfills run dates in order) and on `book` of D-1; `book` of D on its own D-1. Dagster does not
+follow a self-dependency when it decides staleness for assets of 100 partitions or more, so the
+`book` edge is what shows a decision partition stale once an earlier one is rematerialized.
+"""
 
 import dataclasses
 from collections import defaultdict
@@ -7,6 +17,7 @@ from datetime import date
 import dagster as dg
 
 from dagster_project.checks import PIT_SNAPSHOTS
+from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource
 from dagster_project.warehouse_assets import DECISION_PARTITIONS
 from ingest.calendars import MARKETS
@@ -16,6 +27,17 @@ ARM_PARTITIONS = dg.DynamicPartitionsDefinition(name="arm")
 ARM_DATE_PARTITIONS = dg.MultiPartitionsDefinition(
     {"arm": ARM_PARTITIONS, "date": DECISION_PARTITIONS}
 )
+# The same arm's previous date partition.
+PREVIOUS_DATE = dg.MultiPartitionMapping(
+    {
+        "arm": dg.DimensionPartitionMapping("arm", dg.IdentityPartitionMapping()),
+        "date": dg.DimensionPartitionMapping(
+            "date", dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+        ),
+    }
+)
+LLM_DECISIONS = dg.AssetKey("llm_decisions")
+BOOK = dg.AssetKey("agent_book")  # the dbt mart `book` reads it
 
 
 class InferConfig(dg.Config):
@@ -37,58 +59,88 @@ def dates_by_arm(partition_keys: list[str]) -> dict[str, list[date]]:
     return {arm: sorted(days) for arm, days in grouped.items()}
 
 
-@dg.asset(
-    partitions_def=ARM_DATE_PARTITIONS,
-    deps=[
-        dg.AssetDep(
-            PIT_SNAPSHOTS,
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
-                partition_dimension_name="date"
-            ),
-        )
-    ],
-    # A backfill is one run: every date of an arm goes to the backend as one large batch.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="inference",
-    kinds={"parquet"},
-    description="Decisions per arm and decision date (DESIGN §7), in "
-    "data/landing/llm_decisions/arm=<slug>/date=<date>.parquet.",
-)
-def llm_decisions(
-    context: dg.AssetExecutionContext, config: InferConfig, data_dir: DataDirResource
-) -> dg.MaterializeResult:
-    from inference.engine import run_arm
+def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: DataDirResource):
+    """Decide and book every (arm, date) partition of a run: (summaries by arm, book files)."""
+    from backtest.book import BookKeeper
+    from inference.engine import run_agents
     from inference.experiments import load_experiment
     from inference.prompts import DEFAULT_TOKEN_BUDGET
 
     layout = data_dir.export_env()
     experiment = load_experiment(config.experiments)
-    totals: dict[str, int] = defaultdict(int)
-    for slug, days in dates_by_arm(context.partition_keys).items():
+    grouped = dates_by_arm(partition_keys)
+    arms = []
+    for slug in grouped:
         arm = experiment.arm(slug, config.base_url)
         if config.concurrency:
             model = dataclasses.replace(arm.model, concurrency=config.concurrency)
             arm = dataclasses.replace(arm, model=model)
-        context.log.info(f"{slug}: {len(days)} decision dates from {days[0]} to {days[-1]}")
-        summary = run_arm(
-            arm,
-            days,
-            data_dir=layout.data_dir,
-            warehouse=layout.warehouse,
-            cache_path=layout.response_cache,
-            markets=config.markets,
-            token_budget=config.token_budget or DEFAULT_TOKEN_BUDGET,
-        )
-        for name in (
-            "decisions",
-            "cache_hits",
-            "calls",
-            "failures",
-            "parse_failures",
-            "overridden",
-        ):
+        arms.append(arm)
+    days = sorted({day for dates in grouped.values() for day in dates})
+    keeper = BookKeeper(layout, list(grouped), config.markets)
+    summaries = run_agents(
+        arms,
+        days,
+        layout=layout,
+        books=keeper,
+        markets=config.markets,
+        token_budget=config.token_budget or DEFAULT_TOKEN_BUDGET,
+    )
+    return summaries, keeper.written
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            LLM_DECISIONS,
+            deps=[
+                dg.AssetDep(
+                    PIT_SNAPSHOTS,
+                    partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                        partition_dimension_name="date"
+                    ),
+                ),
+                dg.AssetDep(LLM_DECISIONS, partition_mapping=PREVIOUS_DATE),
+                dg.AssetDep(BOOK, partition_mapping=PREVIOUS_DATE),
+            ],
+            group_name="inference",
+            kinds={"parquet"},
+            description="Decisions per arm, market and decision date (DESIGN §7), in "
+            "data/landing/llm_decisions/arm=<slug>/market=<m>/date=<date>.parquet; the prompt "
+            "of D shows the arm's book after D-1.",
+        ),
+        dg.AssetSpec(
+            BOOK,
+            deps=[
+                dg.AssetDep(BOOK, partition_mapping=PREVIOUS_DATE),
+                dg.AssetKey("market_rules"),
+                *(raw_asset_key(market, "prices") for market in MARKETS),
+            ],
+            group_name="inference",
+            kinds={"python", "parquet"},
+            description="Each arm's book after session D (shares, cash, exposure, entry, "
+            "unrealised return, last fill, blocked orders): the book of D-1 stepped through the "
+            "decisions of D by the backtest's simulation, in "
+            "data/landing/book/arm=<slug>/market=<m>/date=<date>.parquet.",
+        ),
+    ],
+    partitions_def=ARM_DATE_PARTITIONS,
+    # A backfill is one run: dates in order, every arm and ticker of a date in one batch.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: DataDirResource):
+    # The book of D-1 is upstream of the decisions of D: Dagster wants it reported first.
+    summaries, book_files = run_agent_range(list(context.partition_keys), config, data_dir)
+    totals: dict[str, int] = defaultdict(int)
+    for summary in summaries.values():
+        for name in ("decisions", "cache_hits", "calls", "failures", "parse_failures"):
             totals[name] += getattr(summary, name)
+        totals["overridden"] += summary.overridden
         totals["files"] += len(summary.files)
-    return dg.MaterializeResult(
-        metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()}
+    yield dg.MaterializeResult(
+        asset_key=BOOK, metadata={"files": dg.MetadataValue.int(len(book_files))}
+    )
+    yield dg.MaterializeResult(
+        asset_key=LLM_DECISIONS,
+        metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
     )

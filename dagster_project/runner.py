@@ -161,36 +161,55 @@ def build_warehouse(start: date, end: date) -> str:
     return "tables after the build:\n" + "\n".join(lines) + "\nleakage gate:\n" + report
 
 
-def infer(arm: str, start: date, end: date, config: dict[str, Any]) -> str:
-    """Decisions of one arm over start..end in one gated run (one batch for the backend)."""
+def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -> str:
+    """Decisions of these arms over start..end, gated: date after date, every arm and ticker of
+    a date together. A Dagster run covers a box of partitions (a block of arms in the order
+    they were added x a date range), so arms not adjacent in that order take one run each."""
     from dagster_project.checks import pit_snapshots_leakage_gate
-    from dagster_project.inference_assets import ARM_PARTITIONS, llm_decisions
+    from dagster_project.inference_assets import ARM_PARTITIONS, LLM_DECISIONS, agents
     from dagster_project.warehouse_assets import warehouse_dbt_assets
 
     instance = _instance()
-    instance.add_dynamic_partitions(ARM_PARTITIONS.name, [arm])
-    result, report = run_assets(
-        [warehouse_dbt_assets, pit_snapshots_leakage_gate, llm_decisions],
-        dg.AssetSelection.assets(llm_decisions)
-        | dg.AssetSelection.checks(pit_snapshots_leakage_gate),
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: f"{arm}|{start.isoformat()}",
-            ASSET_PARTITION_RANGE_END_TAG: f"{arm}|{end.isoformat()}",
-        },
-        ops={"llm_decisions": {"config": config}},
-        instance=instance,
-    )
-    [materialization, *_] = [
-        event.materialization
-        for event in result.get_asset_materialization_events()
-        if event.asset_key == llm_decisions.key
-    ]
-    counts = {key: value.value for key, value in materialization.metadata.items()}
-    return (
-        f"{arm}: {counts['decisions']} decisions in {counts['files']} files; "
-        f"{counts['cache_hits']} cached, {counts['calls']} calls, {counts['failures']} failed "
-        f"calls, {counts['parse_failures']} unparseable, {counts['overridden']} overridden"
-    )
+    known = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
+    instance.add_dynamic_partitions(ARM_PARTITIONS.name, [a for a in arms if a not in known])
+    order = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
+    lines = []
+    for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
+        result, _ = run_assets(
+            [warehouse_dbt_assets, pit_snapshots_leakage_gate, agents],
+            dg.AssetSelection.assets(agents) | dg.AssetSelection.checks(pit_snapshots_leakage_gate),
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"{block[0]}|{start.isoformat()}",
+                ASSET_PARTITION_RANGE_END_TAG: f"{block[-1]}|{end.isoformat()}",
+            },
+            ops={"agents": {"config": config}},
+            instance=instance,
+        )
+        [materialization, *_] = [
+            event.materialization
+            for event in result.get_asset_materialization_events()
+            if event.asset_key == LLM_DECISIONS
+        ]
+        counts = {key: value.value for key, value in materialization.metadata.items()}
+        lines.append(
+            f"{', '.join(block)}: {counts['decisions']} decisions in {counts['files']} files; "
+            f"{counts['cache_hits']} cached, {counts['calls']} calls, {counts['failures']} "
+            f"failed calls, {counts['parse_failures']} unparseable, {counts['overridden']} "
+            "overridden"
+        )
+    return "\n".join(lines)
+
+
+def _adjacent_blocks(arms: list[str], order: Sequence[str]) -> list[list[str]]:
+    """The arms split into runs of neighbours in `order` (each block is one partition box)."""
+    position = {arm: index for index, arm in enumerate(order)}
+    blocks: list[list[str]] = []
+    for arm in sorted(arms, key=position.__getitem__):
+        if blocks and position[arm] == position[blocks[-1][-1]] + 1:
+            blocks[-1].append(arm)
+        else:
+            blocks.append([arm])
+    return blocks
 
 
 def backtest(config: dict[str, Any]) -> str:

@@ -1,10 +1,14 @@
-"""Decisions for one arm over a range of decision dates, exactly once, resumable.
+"""Decisions of several arms over a range of decision dates, date after date, resumable.
 
-Phase A sends every snapshot of the range to the backend as one batch (prompts hold no
-position, so dates are independent), looking each request up in the cache first and storing
-each response the moment it arrives. Phase B is cheap and sequential per ticker: parse, apply
-the previous exposure and the Strict guardrail, and write one Parquet file per decision date
-(DESIGN §7 columns) by temp file and rename.
+A position-aware arm's prompt of date D shows its book after the previous session, so dates
+run in order: for each D, the books are rolled forward (by the orchestrator's `BookSource`),
+every request of D (all arms x all tickers) goes out together, the answers are parsed, the
+guardrail applied against the book, one Parquet file per arm, market and date written (DESIGN
+§7 columns, temp file and rename), and the decisions handed back so the books can step. The
+blind arms (the ablation) do not depend on the book: their whole range is sent first as one
+batch. Every request is looked up in the cache first (by a key of the arm, the snapshot and
+the book shown, without rendering) and every response stored the moment it arrives, so a
+rerun of a finished range makes no call and a changed book re-asks only what it changes.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import hashlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -28,13 +33,15 @@ import pyarrow.parquet as pq
 from inference.attitudes import get_attitude
 from inference.backends.base import Backend, Response
 from inference.backends.reference import DecisionContext, ReferenceBackend
+from inference.book import Holding
 from inference.cache import ResponseCache
 from inference.experiments import Arm
 from inference.guardrail import apply_guardrail
 from inference.parsing import parse_decision
-from inference.prompts import DEFAULT_TOKEN_BUDGET, PROMPT_VERSION, Position, render_prompt
+from inference.prompts import DEFAULT_TOKEN_BUDGET, PROMPT_VERSION, render_prompt
 from inference.requests import ChatRequest, canonical_json
 from inference.strategies import STRATEGIES_SEED
+from ingest.layout import DataLayout
 from ingest.load import write_atomically
 
 LLM_DECISIONS_SCHEMA = pa.schema(
@@ -66,20 +73,16 @@ LLM_DECISIONS_SCHEMA = pa.schema(
         ("prompt_version", pa.string()),
         ("proposed_action", pa.string()),
         ("proposed_target_exposure", pa.float64()),
-        ("previous_exposure", pa.float64()),
-        ("entry_close", pa.float64()),  # last close before the position was opened
+        ("previous_exposure", pa.float64()),  # the book's exposure after the previous session
+        ("view", pa.string()),  # aware (the prompt showed the book) | blind (the ablation)
+        ("book_date", pa.date32()),  # the session the book was after; null: no book yet
+        ("book_hash", pa.string()),  # the book row's row_hash: a decision on an old book is stale
         ("parse_error", pa.string()),
         ("violation", pa.string()),
         ("reasoning", pa.string()),
         ("is_llm", pa.bool_()),
     ]
 )
-
-
-@dataclass
-class PositionState:
-    exposure: float = 0.0
-    entry_close: float | None = None
 
 
 @dataclass
@@ -94,14 +97,20 @@ class RunSummary:
     files: list[Path] = field(default_factory=list)
 
 
-def landing_file(data_dir: Path, arm: str, decision_date: date) -> Path:
-    return (
-        data_dir
-        / "landing"
-        / "llm_decisions"
-        / f"arm={arm}"
-        / f"date={decision_date.isoformat()}.parquet"
-    )
+class BookSource(Protocol):
+    """The agents' books, kept by the orchestrator with the backtest's one-session step.
+
+    `before(day)` rolls every (arm, market) book forward through the sessions before `day` and
+    returns the rows of the latest book, as table rows (arm, market, ticker and the `book`
+    columns); `record(day, rows)` hands over the decisions of `day`; `finish()` steps the last
+    decided session. Inference reads books only as these rows: it never imports the backtest.
+    """
+
+    def before(self, day: date) -> list[dict[str, Any]]: ...
+
+    def record(self, day: date, rows: list[dict[str, Any]]) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 # What deciding needs besides the prompt: a rerun that finds every request reads only these.
@@ -131,8 +140,17 @@ def load_snapshots(
         return [row for row in rows if row["decision_date"] in wanted]
 
 
-def build_request(arm: Arm, snapshot: dict[str, Any], token_budget: int) -> ChatRequest:
-    rendered = render_prompt(snapshot, arm.mode, arm.attitude, None, token_budget=token_budget)
+def build_request(
+    arm: Arm, snapshot: dict[str, Any], token_budget: int, holding: Holding | None = None
+) -> ChatRequest:
+    rendered = render_prompt(
+        snapshot,
+        arm.mode,
+        arm.attitude,
+        holding,
+        token_budget=token_budget,
+        position_aware=arm.position_aware,
+    )
     return ChatRequest.build(
         arm.model.model_id,
         rendered.messages,
@@ -164,6 +182,7 @@ def request_recipe(arm: Arm, token_budget: int) -> str:
             "mode": arm.mode,
             "attitude": arm.attitude,
             "replicate": arm.replicate,
+            "view": arm.view,
             "sampling": dict(arm.model.sampling),
             "output_format": arm.model.output_format,
             "reasoning": arm.model.reasoning,
@@ -174,13 +193,14 @@ def request_recipe(arm: Arm, token_budget: int) -> str:
     )
 
 
-def snapshot_key(recipe: str, snapshot: dict[str, Any]) -> str:
-    """What a snapshot's request is made of, without rendering it: the recipe and the
-    snapshot's content hash (which covers market, ticker and decision date)."""
-    return hashlib.sha256(f"{recipe}|{snapshot['snapshot_hash']}".encode()).hexdigest()
+def snapshot_key(recipe: str, snapshot: dict[str, Any], holding: Holding | None = None) -> str:
+    """What a request is made of, without rendering it: the recipe, the snapshot's content
+    hash (which covers market, ticker and decision date) and, for an aware arm, the book shown."""
+    shown = holding.fingerprint() if holding is not None else "-"
+    return hashlib.sha256(f"{recipe}|{snapshot['snapshot_hash']}|{shown}".encode()).hexdigest()
 
 
-def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
+def make_backend(arm: Arm, contexts: Mapping[str, DecisionContext]) -> Backend:
     backend = arm.model.backend
     if backend == "reference":
         return ReferenceBackend(contexts)
@@ -204,47 +224,12 @@ def make_backend(arm: Arm, contexts: dict[str, DecisionContext]) -> Backend:
     raise ValueError(f"arm {arm.slug}: backend {backend!r} cannot answer requests directly")
 
 
-async def _collect(
-    requests: list[ChatRequest],
-    backend: Backend,
-    cache: ResponseCache,
-    progress: Callable[[int], None],
-) -> dict[str, Response]:
-    by_hash = {request.hash: request for request in requests}
-    answered: dict[str, Response] = {}
-    async for response in backend.run(list(by_hash.values())):
-        if response.text is not None:
-            cache.put(by_hash[response.request_hash], response)
-        answered[response.request_hash] = response
-        progress(1)
-    return answered
-
-
-def _previous_state(data_dir: Path, arm: str, before: date) -> dict[tuple[str, str], PositionState]:
-    """Positions after the arm's latest decision date before `before` (flat when none)."""
-    folder = data_dir / "landing" / "llm_decisions" / f"arm={arm}"
-    earlier = sorted(
-        path
-        for path in folder.glob("date=*.parquet")
-        if date.fromisoformat(path.stem.removeprefix("date=")) < before
-    )
-    if not earlier:
-        return {}
-    table = pq.read_table(
-        earlier[-1], columns=["market", "ticker", "target_exposure", "entry_close"]
-    )
-    return {
-        (row["market"], row["ticker"]): PositionState(row["target_exposure"], row["entry_close"])
-        for row in table.to_pylist()
-    }
-
-
 def _progress_bar(total: int, label: str) -> Callable[[int], None]:
     if total == 0 or not sys.stderr.isatty() and not os.environ.get("STRAT_LLM_PROGRESS"):
         return lambda _n: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=label, unit="req", file=sys.stderr)
+    bar = tqdm(total=total, desc=label, unit="date", file=sys.stderr)
     return bar.update
 
 
@@ -254,36 +239,20 @@ def decision_row(
     request_hash: str,
     response: Response,
     cached: bool,
-    state: PositionState,
-) -> tuple[dict[str, Any], PositionState]:
-    """Parse, apply the previous position and the guardrail; return the row and new state."""
+    holding: Holding | None,
+) -> dict[str, Any]:
+    """Parse the answer and apply the guardrail against the book after the previous session."""
     if response.text is None:
         parsed = None
         parse_status, parse_error = "failed", f"no response: {response.error}"
     else:
         parsed = parse_decision(response.text, arm.mode)
         parse_status, parse_error = parsed.status, parsed.error
-    attitude = get_attitude(arm.attitude)
-    last_close = snapshot["last_close"]
-    unrealized = (
-        last_close / state.entry_close - 1.0
-        if state.exposure > 0 and state.entry_close and last_close
-        else None
-    )
     decision = parsed if parsed is not None else _FAILED
     guarded = apply_guardrail(
-        decision,
-        arm.mode,
-        snapshot.get("signals") or {},
-        Position(state.exposure, unrealized),
-        attitude,
+        decision, arm.mode, snapshot.get("signals") or {}, holding, get_attitude(arm.attitude)
     )
-    entry_close = state.entry_close
-    if guarded.target_exposure <= 0:
-        entry_close = None
-    elif state.exposure <= 0:
-        entry_close = last_close
-    row = {
+    return {
         "arm": arm.slug,
         "model": arm.model.model_id,
         "mode": arm.mode,
@@ -310,14 +279,15 @@ def decision_row(
         "prompt_version": PROMPT_VERSION,
         "proposed_action": getattr(parsed, "action", None),
         "proposed_target_exposure": getattr(parsed, "target_exposure", None),
-        "previous_exposure": state.exposure,
-        "entry_close": entry_close,
+        "previous_exposure": holding.exposure if holding is not None else 0.0,
+        "view": arm.view,
+        "book_date": holding.book_date if holding is not None else None,
+        "book_hash": holding.row_hash if holding is not None else None,
         "parse_error": parse_error,
         "violation": guarded.violation,
         "reasoning": response.reasoning,
         "is_llm": arm.model.is_llm,
     }
-    return row, PositionState(guarded.target_exposure, entry_close)
 
 
 @dataclass(frozen=True)
@@ -331,81 +301,198 @@ class _Failed:
 _FAILED = _Failed()
 
 
-def run_arm(
-    arm: Arm,
+@dataclass
+class _Item:
+    """One arm's request for one snapshot: its cache key, then its hash and answer."""
+
+    arm: Arm
+    snapshot: dict[str, Any]
+    holding: Holding | None
+    key: str
+    request: ChatRequest | None = None
+    request_hash: str | None = None
+
+
+class _Asker:
+    """Finds each item's answer: by key and hash in the cache, else by asking its backend;
+    everything asked in one `answer` call goes out together (one batch per backend)."""
+
+    def __init__(
+        self,
+        cache: ResponseCache,
+        token_budget: int,
+        full_snapshots: Callable[[], dict[tuple[str, str, date], dict[str, Any]]],
+        backend: Backend | None,
+        summaries: dict[str, RunSummary],
+    ) -> None:
+        self.cache, self.token_budget, self.backend = cache, token_budget, backend
+        self._full_snapshots, self.summaries = full_snapshots, summaries
+        self.answers: dict[str, Response] = {}
+        self.cached: set[str] = set()
+
+    def answer(self, items: list[_Item]) -> None:
+        hashes = self.cache.lookup_requests(item.key for item in items)
+        found = self.cache.get_many(
+            hashes[item.key]
+            for item in items
+            if item.key in hashes and hashes[item.key] not in self.answers
+        )
+        self.answers.update(found)
+        self.cached.update(found)
+        for item in items:
+            item.request_hash = hashes.get(item.key)
+        unanswered = [item for item in items if item.request_hash not in self.answers]
+        if unanswered:
+            full = self._full_snapshots()
+            for item in unanswered:
+                snapshot = full[_snapshot_id(item.snapshot)]
+                item.request = build_request(item.arm, snapshot, self.token_budget, item.holding)
+                item.request_hash = item.request.hash
+                item.snapshot = snapshot
+            self.cache.index_requests((item.key, item.request_hash) for item in unanswered)
+            found = self.cache.get_many(item.request_hash for item in unanswered)
+            self.answers.update(found)
+            self.cached.update(found)
+            missing = [item for item in unanswered if item.request_hash not in self.answers]
+            if missing:
+                asyncio.run(self._ask(missing))
+        for item in items:
+            summary = self.summaries[item.arm.slug]
+            summary.cache_hits += item.request_hash in self.cached
+
+    async def _ask(self, items: list[_Item]) -> None:
+        by_model: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_model[item.arm.model.key].append(item)
+        await asyncio.gather(*(self._ask_one_backend(group) for group in by_model.values()))
+
+    async def _ask_one_backend(self, items: list[_Item]) -> None:
+        requests = {item.request_hash: item for item in items}
+        backend = self.backend
+        if backend is None:
+            contexts = {
+                item.request_hash: DecisionContext(
+                    item.snapshot,
+                    item.arm.mode,
+                    get_attitude(item.arm.attitude),
+                    item.arm.replicate,
+                    item.holding,
+                )
+                for item in items
+            } if items[0].arm.model.backend == "reference" else {}  # fmt: skip
+            backend = make_backend(items[0].arm, contexts)
+        unique = [item.request for item in requests.values() if item.request is not None]
+        async for response in backend.run(unique):
+            item = requests[response.request_hash]
+            if response.text is not None:
+                self.cache.put(item.request, response)
+            self.answers[response.request_hash] = response
+            summary = self.summaries[item.arm.slug]
+            summary.calls += 1
+            summary.failures += response.text is None
+
+
+def _snapshot_id(snapshot: Mapping[str, Any]) -> tuple[str, str, date]:
+    return snapshot["market"], snapshot["ticker"], snapshot["decision_date"]
+
+
+def run_agents(
+    arms: Sequence[Arm],
     dates: Sequence[date],
     *,
-    data_dir: Path,
-    warehouse: Path,
-    cache_path: Path,
+    layout: DataLayout,
+    books: BookSource,
     markets: Sequence[str] = ("us", "cn"),
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     backend: Backend | None = None,
-) -> RunSummary:
-    """Decide every snapshot of the arm's dates; one Parquet file per decision date."""
-    summary = RunSummary(arm=arm.slug)
-    if not dates:
-        return summary
-    snapshots = load_snapshots(warehouse, dates, markets, _DECISION_COLUMNS)
-    recipe = request_recipe(arm, token_budget)
-    keys = [snapshot_key(recipe, snapshot) for snapshot in snapshots]
-    with ResponseCache(cache_path) as cache:
-        # A rerun finds each snapshot's request hash by key and its answer by hash: no prompt is
-        # rendered again, and the full snapshots are read only when something is missing.
-        hashes = cache.lookup_requests(keys)
-        cached = cache.get_many(hashes.values())
-        if any(hashes.get(key) not in cached for key in keys):
-            snapshots = load_snapshots(warehouse, dates, markets, _ALL_COLUMNS)
-        built = {
-            index: build_request(arm, snapshot, token_budget)
-            for index, (key, snapshot) in enumerate(zip(keys, snapshots, strict=True))
-            if hashes.get(key) not in cached
-        }
-        cache.index_requests((keys[index], request.hash) for index, request in built.items())
-        hashes.update((keys[index], request.hash) for index, request in built.items())
-        cached.update(cache.get_many(request.hash for request in built.values()))
-        missing = [request for request in built.values() if request.hash not in cached]
-        answered: dict[str, Response] = {}
-        if missing:
-            contexts = {
-                built[index].hash: DecisionContext(
-                    snapshots[index], arm.mode, get_attitude(arm.attitude), arm.replicate
-                )
-                for index in built
-            }
-            chosen = backend or make_backend(arm, contexts)
-            progress = _progress_bar(len({request.hash for request in missing}), arm.slug)
-            answered = asyncio.run(_collect(missing, chosen, cache, progress))
-    summary.cache_hits = len({hashes[key] for key in keys if hashes[key] in cached})
-    summary.calls = len(answered)
-    summary.failures = sum(1 for response in answered.values() if response.text is None)
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, RunSummary]:
+    """Decide every snapshot of these dates for every arm, date after date (module doc)."""
+    for arm in arms:
+        if arm.position_aware and arm.model.backend == "batch-file":
+            raise ValueError(
+                f"arm {arm.slug}: a position-aware arm decides date after date (its prompt shows "
+                "the book after the previous session), which a batch file cannot answer; run "
+                f"the blind arm {arm.slug.split('__r')[0]}__blind for batch files, or serve the "
+                "model (openai backend)"
+            )
+    summaries = {arm.slug: RunSummary(arm=arm.slug) for arm in arms}
+    days = sorted(set(dates))
+    snapshots = load_snapshots(layout.warehouse, days, markets, _DECISION_COLUMNS)
+    by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
+    for snapshot in snapshots:
+        by_day[snapshot["decision_date"]].append(snapshot)
+    full: dict[tuple[str, str, date], dict[str, Any]] = {}
 
-    state = _previous_state(data_dir, arm.slug, min(dates))
-    rows_by_date: dict[date, list[dict[str, Any]]] = {}
-    for key, snapshot in zip(keys, snapshots, strict=True):
-        request_hash = hashes[key]
-        response = cached.get(request_hash) or answered[request_hash]
-        position = (snapshot["market"], snapshot["ticker"])
-        row, state[position] = decision_row(
-            arm,
-            snapshot,
-            request_hash,
-            response,
-            request_hash in cached,
-            state.get(position, PositionState()),
+    def full_snapshots() -> dict[tuple[str, str, date], dict[str, Any]]:
+        if not full:  # read the whole snapshots once, and only when a prompt must be rendered
+            rows = load_snapshots(layout.warehouse, days, markets, _ALL_COLUMNS)
+            full.update((_snapshot_id(row), row) for row in rows)
+        return full
+
+    recipes = {arm.slug: request_recipe(arm, token_budget) for arm in arms}
+    step = progress or _progress_bar(len(by_day), "decision dates")
+    with ResponseCache(layout.response_cache) as cache:
+        asker = _Asker(cache, token_budget, full_snapshots, backend, summaries)
+        blind = [arm for arm in arms if not arm.position_aware]
+        # The blind arms' whole range first, as one batch: their prompts do not need the book.
+        asker.answer(
+            [
+                _Item(arm, snapshot, None, snapshot_key(recipes[arm.slug], snapshot))
+                for arm in blind
+                for snapshot in snapshots
+            ]
         )
-        rows_by_date.setdefault(snapshot["decision_date"], []).append(row)
-    # One Arrow conversion for the run, then one slice per decision date (rows are in date order).
-    ordered = [row for _, rows in sorted(rows_by_date.items()) for row in rows]
-    table = pa.Table.from_pylist(ordered, schema=LLM_DECISIONS_SCHEMA)
-    offset = 0
-    for decision_date, rows in sorted(rows_by_date.items()):
-        path = landing_file(data_dir, arm.slug, decision_date)
-        part = table.slice(offset, len(rows))
-        write_atomically(path, lambda target, part=part: pq.write_table(part, target))
-        offset += len(rows)
+        for day in days:
+            if day not in by_day:
+                continue
+            held = _holdings(books.before(day))
+            items = [
+                _Item(arm, snapshot, holding, snapshot_key(recipes[arm.slug], snapshot, shown))
+                for arm in arms
+                for snapshot in by_day[day]
+                for holding in [held.get((arm.slug, snapshot["market"], snapshot["ticker"]))]
+                for shown in [holding if arm.position_aware else None]
+            ]
+            asker.answer(items)
+            rows = [
+                decision_row(
+                    item.arm,
+                    item.snapshot,
+                    item.request_hash or "",
+                    asker.answers[item.request_hash or ""],
+                    item.request_hash in asker.cached,
+                    item.holding,
+                )
+                for item in items
+            ]
+            _write_decisions(layout, day, rows, summaries)
+            books.record(day, rows)
+            step(1)
+        books.finish()
+    return summaries
+
+
+def _holdings(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], Holding]:
+    return {(row["arm"], row["market"], row["ticker"]): Holding.from_row(row) for row in rows}
+
+
+def _write_decisions(
+    layout: DataLayout,
+    day: date,
+    rows: list[dict[str, Any]],
+    summaries: dict[str, RunSummary],
+) -> None:
+    """One Parquet file per arm and market of this decision date."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["arm"], row["market"])].append(row)
+    for (arm, market), part in groups.items():
+        table = pa.Table.from_pylist(part, schema=LLM_DECISIONS_SCHEMA)
+        path = layout.decision_file(arm, market, day)
+        write_atomically(path, lambda target, table=table: pq.write_table(table, target))
+        summary = summaries[arm]
         summary.files.append(path)
-        summary.decisions += len(rows)
-        summary.parse_failures += sum(row["parse_status"] == "failed" for row in rows)
-        summary.overridden += sum(row["guardrail_status"] == "overridden" for row in rows)
-    return summary
+        summary.decisions += len(part)
+        summary.parse_failures += sum(row["parse_status"] == "failed" for row in part)
+        summary.overridden += sum(row["guardrail_status"] == "overridden" for row in part)

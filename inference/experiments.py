@@ -15,6 +15,11 @@ from inference.prompts import MODES
 EXPERIMENTS_ENV = "STRAT_LLM_EXPERIMENTS"
 DEFAULT_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "default.yaml"
 BACKENDS = ("openai", "batch-file", "transformers", "reference")
+# What the agent sees of its own book (DESIGN §7): "aware" (the default) is shown its position
+# after the previous session; "blind" is the ablation that sees only the market ("signal quality
+# without state") and whose whole range is one batch.
+VIEWS = ("aware", "blind")
+BLIND = "blind"
 _MODEL_FIELDS = {
     "backend",
     "model_id",
@@ -38,6 +43,9 @@ _SAMPLING = {
     "repetition_penalty",
     "min_p",
 }
+
+
+SLUG_GRAMMAR = "<model>__<mode>[__<attitude>][__blind][__r<replicate>]"
 
 
 class ExperimentError(ValueError):
@@ -69,12 +77,19 @@ class Arm:
     mode: str
     attitude: str | None = None
     replicate: int = 0
+    view: str = "aware"
+
+    @property
+    def position_aware(self) -> bool:
+        return self.view != BLIND
 
     @property
     def slug(self) -> str:
         parts = [self.model.key, self.mode]
         if self.attitude:
             parts.append(self.attitude)
+        if self.view == BLIND:
+            parts.append(BLIND)
         if self.replicate:
             parts.append(f"r{self.replicate}")
         return "__".join(parts)
@@ -87,14 +102,16 @@ class Experiment:
     modes: tuple[str, ...]
     attitudes: tuple[str | None, ...]
     replicates: int
+    views: tuple[str, ...] = ("aware",)
     arms: tuple[Arm, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         arms = tuple(
-            Arm(model, mode, attitude, replicate)
+            Arm(model, mode, attitude, replicate, view)
             for model in self.models.values()
             for mode in self.modes
             for attitude in self.attitudes
+            for view in self.views
             for replicate in range(self.replicates)
         )
         object.__setattr__(self, "arms", arms)
@@ -103,13 +120,14 @@ class Experiment:
         """The arm a slug names; an unconfigured model with --base-url is an openai model."""
         parts = slug.split("__")
         if len(parts) < 2:
-            raise ExperimentError(
-                f"arm {slug!r}: expected <model>__<mode>[__<attitude>][__r<replicate>]"
-            )
+            raise ExperimentError(f"arm {slug!r}: expected {SLUG_GRAMMAR}")
         model_key, mode, rest = parts[0], parts[1], parts[2:]
         replicate = 0
         if rest and rest[-1].startswith("r") and rest[-1][1:].isdigit():
             replicate = int(rest.pop()[1:])
+        view = "aware"
+        if rest and rest[-1] == BLIND:
+            view = rest.pop()
         attitude = rest.pop(0) if rest else None
         if rest:
             raise ExperimentError(f"arm {slug!r}: unexpected part(s) {'__'.join(rest)}")
@@ -135,7 +153,7 @@ class Experiment:
                 f"{', '.join(self.models)}); add it there or pass --base-url to use it as the "
                 "model id of an OpenAI-compatible server"
             )
-        return Arm(model, mode, attitude, replicate)
+        return Arm(model, mode, attitude, replicate, view)
 
 
 def _check_choice(what: str, value: Any, choices: tuple) -> None:
@@ -195,7 +213,7 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
         raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ExperimentError(f"{source}: not valid YAML: {error}") from error
-    unknown = sorted(set(raw) - {"models", "modes", "attitudes", "replicates"})
+    unknown = sorted(set(raw) - {"models", "modes", "attitudes", "views", "replicates"})
     if unknown:
         raise ExperimentError(f"{source}: unknown section(s) {', '.join(unknown)}")
     models_raw = raw.get("models") or {}
@@ -208,6 +226,9 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
     for attitude in attitudes:
         if attitude is not None:
             _check_choice(f"{source}: attitudes", attitude, tuple(ATTITUDES))
+    views = tuple(raw.get("views") or ("aware",))
+    for view in views:
+        _check_choice(f"{source}: views", view, VIEWS)
     replicates = raw.get("replicates", 1)
     if not isinstance(replicates, int) or replicates < 1:
         raise ExperimentError(f"{source}: replicates must be a positive integer")
@@ -217,4 +238,5 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
         modes=modes,
         attitudes=attitudes,
         replicates=replicates,
+        views=views,
     )

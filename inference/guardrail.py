@@ -1,8 +1,9 @@
 """The Strict guardrail: enforced outside the model, a pure function of its inputs.
 
-Prompts do not show the position (so every decision date is independent and batchable), so
-the answer is read against the previous exposure: "buy" raises the exposure to the target
-(never lowers it), "sell" lowers it to the target (never raises it), "hold" keeps it.
+The answer is read against the exposure the book holds after the previous session (in every
+mode, position-aware or blind): "buy" raises the exposure to the target (never lowers it; it
+may add to a holding), "sell" lowers it to the target (never raises it; it may sell part),
+"hold" keeps the shares.
 
 In Strict mode a trade stands only when a rule allows it:
 - raising the exposure needs a cited strategy whose entry condition holds today;
@@ -11,8 +12,12 @@ In Strict mode a trade stands only when a rule allows it:
 - a cited rule must hold today on the side of the action (for a hold, on either side);
 - the target may not exceed the attitude's maximum exposure.
 Anything else is overridden to the previous exposure and marked `overridden` with the
-violation. An unparseable decision keeps the previous exposure and is `overridden` too: it
-did not demonstrably follow the rules, so it does not count toward fidelity.
+violation. The attitude's stop-loss is enforced too: when the book's unrealised return (against
+its average entry price) has reached -stop_loss and the answer does not sell out, the guardrail
+sells out (target 0), `overridden` with the violation. In Free and Guided the stop-loss is
+advice in the prompt only. An unparseable decision keeps the previous exposure and is
+`overridden` too: it did not demonstrably follow the rules, so it does not count toward
+fidelity.
 Free and Guided decisions pass through as `not_applicable`.
 """
 
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from inference.attitudes import Attitude
-from inference.prompts import Position
+from inference.book import Holding
 
 GuardrailStatus = Literal["pass", "overridden", "not_applicable"]
 _TOLERANCE = 1e-9
@@ -52,6 +57,17 @@ def _override(previous: float, violation: str) -> GuardedDecision:
     return GuardedDecision("hold", previous, "overridden", violation)
 
 
+def _stop_out(position: Holding | None) -> GuardedDecision:
+    loss = position.unrealized_return if position is not None else None
+    return GuardedDecision(
+        "sell",
+        0.0,
+        "overridden",
+        f"stop-loss reached ({(loss or 0.0) * 100:+.1f} % against the entry price): "
+        "the guardrail sold out",
+    )
+
+
 def standing_exposure(action: str, target: float, previous: float) -> float:
     """The exposure an answer leads to from the previous one (the same in every mode)."""
     if action == "buy":
@@ -65,17 +81,30 @@ def apply_guardrail(
     decision: DecisionLike,
     mode: str,
     signals: Mapping[str, bool],
-    position: Position,
+    position: Holding | None,
     attitude: Attitude | None,
 ) -> GuardedDecision:
-    previous = position.exposure
+    previous = position.exposure if position is not None else 0.0
+    stop_hit = (
+        attitude is not None
+        and position is not None
+        and position.held
+        and position.unrealized_return is not None
+        and position.unrealized_return <= -attitude.stop_loss + _TOLERANCE
+    )
     if decision.status == "failed" or decision.action is None or decision.target_exposure is None:
+        if mode == "strict" and stop_hit:
+            return _stop_out(position)
         status: GuardrailStatus = "overridden" if mode == "strict" else "not_applicable"
         return GuardedDecision("hold", previous, status, "no parseable decision")
     action, rule = decision.action, decision.rule
     exposure = standing_exposure(action, decision.target_exposure, previous)
     if mode != "strict":
         return GuardedDecision(action, exposure, "not_applicable")
+    if stop_hit:  # selling out at the stop-loss needs no rule; anything else is sold out
+        if exposure <= _TOLERANCE:
+            return GuardedDecision("sell", 0.0, "pass")
+        return _stop_out(position)
 
     if attitude is not None and exposure > attitude.max_exposure + _TOLERANCE:
         return _override(
@@ -89,12 +118,7 @@ def apply_guardrail(
         if rule is not None and not _fires(signals, rule, "entry"):
             return _override(previous, f"buy citing {rule}, whose entry condition does not hold")
     elif action == "sell":
-        stop_hit = (
-            attitude is not None
-            and position.unrealized_return is not None
-            and position.unrealized_return <= -attitude.stop_loss + _TOLERANCE
-        )
-        if rule is None and lowers and not stop_hit:
+        if rule is None and lowers:
             return _override(previous, "sell without an exit rule or a reached stop-loss")
         if rule is not None and not _fires(signals, rule, "exit"):
             return _override(previous, f"sell citing {rule}, whose exit condition does not hold")

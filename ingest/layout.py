@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 DATA_DIR_ENV = "STRAT_LLM_DATA"
@@ -58,10 +59,28 @@ class DataLayout:
         """Python-written tables that dbt reads as the `landing` source."""
         return self.data_dir / "landing"
 
+    def decision_file(self, arm: str, market: str, day: date) -> Path:
+        """`llm_decisions` of one arm, market and decision date (DESIGN §7)."""
+        return self._keyed_file("llm_decisions", arm, market, day)
+
+    def book_file(self, arm: str, market: str, day: date) -> Path:
+        """The `book` of one arm and market after session `day` (one row per ticker)."""
+        return self._keyed_file("book", arm, market, day)
+
+    def _keyed_file(self, table: str, arm: str, market: str, day: date) -> Path:
+        # The market is in the key: nothing written for one market may touch another's rows.
+        folder = self.landing_dir / table / f"arm={arm}" / f"market={market}"
+        return folder / f"date={day.isoformat()}.parquet"
+
     @property
     def decision_files(self) -> str:
-        """Glob of every arm's `llm_decisions` Parquet (one file per arm and decision date)."""
-        return str(self.landing_dir / "llm_decisions" / "arm=*" / "*.parquet")
+        """Glob of every arm's `llm_decisions` Parquet (one file per arm, market and date)."""
+        return str(self.landing_dir / "llm_decisions" / "arm=*" / "market=*" / "*.parquet")
+
+    @property
+    def book_files(self) -> str:
+        """Glob of every arm's `book` Parquet (one file per arm, market and session)."""
+        return str(self.landing_dir / "book" / "arm=*" / "market=*" / "*.parquet")
 
     def backtest_file(self, table: str) -> Path:
         """A table of the last backtest run (`backtest.run`): sleeves, round_trips, arms."""

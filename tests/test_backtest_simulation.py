@@ -12,13 +12,19 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from backtest.baselines import buy_and_hold, random_targets, rule_only
 from backtest.simulation import (
+    ORDER_STATUSES,
+    STATE_COLUMNS,
     Book,
     SeriesRules,
     SimulationResult,
+    SleeveState,
     TradingRules,
     board_price_limit_pct,
     execute_at_open,
@@ -586,3 +592,228 @@ def test_no_writable_cache_directory_compiles_in_memory_with_a_warning(tmp_path)
     assert outcome.returncode == 0, outcome.stderr
     assert "equity 1100000.0" in outcome.stdout
     assert outcome.stderr.count("numba finds no writable cache directory") == 1
+
+
+def status_codes(*names: str) -> list[int]:
+    return [ORDER_STATUSES.index(name) for name in names]
+
+
+def assert_identical(actual: SimulationResult, expected: SimulationResult, label: str) -> None:
+    """Every output array equal bit for bit (NaN where NaN), dtypes included."""
+    for field in fields(SimulationResult):
+        ours, theirs = getattr(actual, field.name), getattr(expected, field.name)
+        assert ours.dtype == theirs.dtype, f"{label}: {field.name} dtype"
+        assert np.array_equal(ours, theirs, equal_nan=True), f"{label}: {field.name}"
+
+
+def assert_same_state(actual: SleeveState, expected: SleeveState, label: str) -> None:
+    for name in STATE_COLUMNS:
+        ours, theirs = getattr(actual, name), getattr(expected, name)
+        assert np.array_equal(ours, theirs, equal_nan=True), f"{label}: state {name}"
+
+
+def concatenated(parts: list[SimulationResult]) -> SimulationResult:
+    """Per-session results of consecutive calls joined along the session axis."""
+    return SimulationResult(
+        **{
+            f.name: np.concatenate([getattr(part, f.name) for part in parts], axis=1)
+            for f in fields(SimulationResult)
+        }
+    )
+
+
+def through_parquet(state: SleeveState, path: Path) -> SleeveState:
+    """Write the state as a pandas frame to a Parquet file with pyarrow and read it back."""
+    frame = state.to_frame(index=[f"arm|{i}" for i in range(len(state))])
+    pq.write_table(pa.Table.from_pandas(frame), path)
+    return SleeveState.from_columns(pq.read_table(path).to_pandas())
+
+
+def market_with_prev_close(kind: str, seed: int):
+    rng = np.random.default_rng(seed)
+    make = random_market if kind == "random" else edge_market
+    target, open_, close, rules = make(rng, 150, 50)
+    prev_close = None
+    if kind == "edge, prev_close":  # the day before's close, moved on some days (as above)
+        prev_close = np.concatenate([np.full((len(rules), 1), NAN), close[:, :-1]], axis=1)
+        moved = rng.random(prev_close.shape) < 0.2
+        prev_close[moved] = np.round(open_[moved] * rng.uniform(0.85, 1.15, moved.sum()), 2)
+    return target, open_, close, rules, prev_close
+
+
+@pytest.mark.parametrize(
+    ("kind", "seed"), [("random", 31), ("random", 32), ("edge", 33), ("edge, prev_close", 34)]
+)
+def test_one_session_at_a_time_with_the_state_carried_equals_one_run(kind, seed):
+    target, open_, close, rules, prev_close = market_with_prev_close(kind, seed)
+    whole = simulate(target, open_, close, rules, prev_close=prev_close)
+    state, parts = None, []
+    for t in range(target.shape[1]):
+        session = np.s_[:, t : t + 1]
+        part = simulate(
+            target[session],
+            open_[session],
+            close[session],
+            rules,
+            prev_close=None if prev_close is None else prev_close[session],
+            state=state,
+        )
+        parts.append(part)
+        state = part.final_state
+    assert_identical(concatenated(parts), whole, kind)
+    assert_same_state(state, whole.final_state, kind)
+    # The final state is the last session's book (plus the last close, which it can't show).
+    for name in ("cash", "shares", "equity", "cost_basis", "held_sessions"):
+        assert np.array_equal(getattr(state, name), getattr(whole, name)[:, -1]), name
+    # The book fields agree with their definitions, and the codes with `limit_blocked`.
+    held = whole.shares > 0
+    np.testing.assert_array_equal(whole.limit_blocked, np.isin(whole.order_status, [2, 3]))
+    assert (whole.cost_basis[~held] == 0).all() and (whole.held_sessions[~held] == 0).all()
+    assert np.isnan(whole.avg_entry_price[~held]).all()
+    assert np.isnan(whole.unrealized_return[~held]).all()
+    np.testing.assert_array_equal(
+        whole.avg_entry_price[held], whole.cost_basis[held] / whole.shares[held]
+    )
+    codes = set(np.unique(whole.order_status).tolist())
+    assert codes >= set(status_codes("none", "filled", "limit_up", "limit_down", "cash"))
+    if kind.startswith("edge"):
+        assert ORDER_STATUSES.index("lot") in codes  # big lots on small sleeves
+
+
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_a_run_split_anywhere_resumes_exactly_through_parquet(seed, tmp_path):
+    rng = np.random.default_rng(seed)
+    target, open_, close, rules = (random_market if seed % 2 else edge_market)(rng, 200, 80)
+    whole = simulate(target, open_, close, rules)
+    for split in (int(rng.integers(1, 80)), 0, 80):  # anywhere, and the empty ends
+        first = simulate(target[:, :split], open_[:, :split], close[:, :split], rules)
+        state = through_parquet(first.final_state, tmp_path / f"state-{split}.parquet")
+        assert_same_state(state, first.final_state, f"split {split}, Parquet")
+        rest = simulate(target[:, split:], open_[:, split:], close[:, split:], rules, state=state)
+        assert_identical(concatenated([first, rest]), whole, f"split {split}")
+        assert_same_state(rest.final_state, whole.final_state, f"split {split}")
+
+
+def test_state_carried_through_parquet_every_session_is_bit_exact(tmp_path):
+    target, open_, close, rules, _ = market_with_prev_close("edge", 44)
+    target, open_, close = target[:60, :25], open_[:60, :25], close[:60, :25]
+    rules = SeriesRules.stack([rules.series(i) for i in range(60)])
+    whole = simulate(target, open_, close, rules)
+    state, parts = SleeveState.opening(rules), []
+    for t in range(target.shape[1]):
+        state = through_parquet(state, tmp_path / "state.parquet")
+        parts.append(simulate(target[:, [t]], open_[:, [t]], close[:, [t]], rules, state=state))
+        state = parts[-1].final_state
+    assert_identical(concatenated(parts), whole, "Parquet every session")
+    # pyarrow writes the opening state's NaN last_close as null; it reads back as NaN.
+    opening = through_parquet(SleeveState.opening(rules), tmp_path / "opening.parquet")
+    assert pq.read_table(tmp_path / "opening.parquet").column("last_close").null_count == 60
+    assert np.isnan(opening.last_close).all()
+
+
+def test_sleeve_state_opening_columns_and_checks():
+    rules = SeriesRules.stack([replace(FREE, initial_capital=5e4), CN])
+    opening = SleeveState.opening(rules)
+    columns = opening.to_columns()
+    assert tuple(columns) == STATE_COLUMNS == (
+        "cash", "shares", "last_close", "equity", "cost_basis", "held_sessions"
+    )  # fmt: skip
+    np.testing.assert_array_equal(columns["cash"], [5e4, 1e6])
+    np.testing.assert_array_equal(columns["equity"], [5e4, 1e6])
+    assert all(v.dtype == np.float64 and v.shape == (2,) for v in columns.values())
+    assert (opening.shares == 0).all() and np.isnan(opening.last_close).all()
+    # Extra columns (labels) are ignored; a nullable column's NA reads as NaN.
+    frame = opening.to_frame().assign(ticker=["AAA", "600000"])
+    frame["last_close"] = pd.array([None, 10.5], dtype="Float64")
+    back = SleeveState.from_columns(frame)
+    np.testing.assert_array_equal(back.last_close, [NAN, 10.5])
+    # Passing the opening state is the default; a state of the wrong size is refused.
+    inputs = ([[1.0], [1.0]], [[10.0], [10.0]], [[10.0], [10.0]])
+    assert_identical(simulate(*inputs, rules, state=opening), simulate(*inputs, rules), "open")
+    with pytest.raises(ValueError, match="state"):
+        simulate(*inputs, rules, state=SleeveState.opening(SeriesRules.stack([CN])))
+    negative = replace(opening, cash=np.array([-1.0, 1e6]))
+    with pytest.raises(ValueError, match="negative"):
+        simulate(*inputs, rules, state=negative)
+
+
+def test_cost_basis_entry_price_held_sessions_and_unrealized_return():
+    rules = TradingRules(lot_size=1, commission_bps=10.0, min_commission=1.0, initial_capital=1e4)
+    result = run(
+        [0.5, 0.8, NAN, 0.3, 0.0],
+        [100.0, 104.0, NAN, 110.0, 100.0],
+        [102.0, 105.0, NAN, 108.0, 99.0],
+        rules,
+    )
+    # 0: buy floor(0.5 x 10000 / 100) = 50 @100 = 5000 + commission 5 (10 bps) -> cost 5005,
+    #    avg 100.1, held 1; value 50 x 102 = 5100, unrealized 5100 / 5005 - 1. Cash 4995.
+    # 1: equity 4995 + 50 x 104 = 10195; floor(0.8 x 10195 / 104) = 78: add 28 @104 = 2912
+    #    + 2.912 -> cost 7919.912, avg 7919.912 / 78 = 101.5373..., held 2; value 8190.
+    # 2: no bar: nothing trades, still held (3), marked at the last close.
+    # 3: equity 2080.088 + 78 x 110 = 10660.088; floor(0.3 x 10660.088 / 110) = 29: sell 49.
+    #    Pro rata cost 7919.912 x 29 / 78 = 2944.58266..., the same avg; held 4; value 3132.
+    # 4: sell the last 29: flat, cost 0, avg and unrealized NaN, held 0.
+    cost = [5005.0, 7919.912, 7919.912, 7919.912 * 29 / 78, 0.0]
+    np.testing.assert_array_equal(result.shares[0], [50, 78, 78, 29, 0])
+    np.testing.assert_allclose(result.cost_basis[0], cost, rtol=1e-12)
+    np.testing.assert_allclose(
+        result.avg_entry_price[0], [100.1, 7919.912 / 78, 7919.912 / 78, 7919.912 / 78, NAN]
+    )
+    np.testing.assert_array_equal(result.held_sessions[0], [1, 2, 3, 4, 0])
+    value = np.array([5100.0, 8190.0, 8190.0, 3132.0])
+    np.testing.assert_allclose(result.unrealized_return[0, :4], value / cost[:4] - 1)
+    assert np.isnan(result.unrealized_return[0, 4])
+    np.testing.assert_array_equal(
+        result.order_status[0], status_codes("filled", "filled", "none", "filled", "filled")
+    )
+    # The trip's entry value is all the cash put in: the cost basis before the first sell.
+    assert round_trips(result).iloc[0]["entry_value"] == pytest.approx(7919.912)
+    state = result.final_state
+    assert state.shares[0] == 0 and state.cost_basis[0] == 0 and state.last_close[0] == 99.0
+    assert state.equity[0] == pytest.approx(10_361.798)
+
+
+def test_order_status_codes():
+    up = replace(CN, t_plus_one=False, initial_capital=100_000.0)
+    # Session 1 after a close of 10.00: limit-up is 11.00, limit-down 9.00.
+    at_limits = run(
+        [[NAN, 1.0], [1.0, 0.0]], [[10.0, 11.0], [10.0, 9.0]], [[10.0, 11.0], [10.0, 9.0]], up, up
+    )
+    np.testing.assert_array_equal(
+        at_limits.order_status[:, 1], status_codes("limit_up", "limit_down")
+    )
+    np.testing.assert_array_equal(at_limits.order_status[:, 0], status_codes("none", "filled"))
+    # Cash: 1000 shares wanted, 900 covered (see the shrink test); or 1 share at 6 plus a 5
+    # minimum on 10 of cash, none covered. A sell of 2 shares at 1 with a 5 minimum and 1 of
+    # cash would overdraw: skipped, also for cash.
+    cn = replace(CN, slippage_bps=0.0, initial_capital=10_000.0)
+    tight = TradingRules(min_commission=5.0, initial_capital=10.0)
+    short = run(
+        [[1.0, NAN], [1.0, NAN]], [[10.0, 10.0], [6.0, 6.0]], [[10.0] * 2, [6.0] * 2], cn, tight
+    )
+    np.testing.assert_array_equal(short.traded_shares[:, 0], [900, 0])
+    np.testing.assert_array_equal(short.order_status[:, 0], status_codes("cash", "cash"))
+    overdraw = run([1.0, 0.0], [2.0, 1.0], [2.0, 1.0], tight)
+    # Buy: 5 shares cost 10 + 5 > 10, 2 cost 4 + 5 = 9: cash 1; then 2 x 1 - 5 would overdraw.
+    np.testing.assert_array_equal(overdraw.shares[0], [2, 2])
+    np.testing.assert_array_equal(overdraw.order_status[0], status_codes("cash", "cash"))
+    # Lot: 1 % of 100000 is 1000, one lot of 100 at 13 costs 1300: nothing bought. Only when
+    # flat: holding 38 lots, the same target sells them all (0 lots wanted), "filled".
+    lots = replace(FREE, lot_size=100)
+    small = run([0.01, 0.5, 0.01], [13.0] * 3, [13.0] * 3, lots)
+    np.testing.assert_array_equal(small.order_status[0], status_codes("lot", "filled", "filled"))
+    # None: no decision, no bar, or on target within a lot (0.5 x 99950 / 9990 = 5.0025 lots).
+    held = run([0.5, NAN, 0.5, 0.5], [100.0, 101.0, NAN, 99.9], [100.0, 101.0, NAN, 99.9], lots)
+    np.testing.assert_array_equal(held.shares[0], [500] * 4)
+    np.testing.assert_array_equal(held.order_status[0], status_codes("filled", *["none"] * 3))
+    # T+1: only a second order in the same session can be capped (see the T+1 test).
+    rules = SeriesRules.stack([replace(CN, slippage_bps=0.0), replace(CN, t_plus_one=False)])
+    book = Book.opening(rules)
+    opens, no_prev = np.array([10.0, 10.0]), np.array([NAN, NAN])
+    bought = execute_at_open(book, np.array([1.0, 1.0]), opens, no_prev, rules)
+    # No slippage: 100 000 shares at 10 plus commission exceed the 1e6 of cash: one lot less;
+    # with 5 bps slippage 999 lots at 10.005 are covered.
+    np.testing.assert_array_equal(bought.order_status, status_codes("cash", "filled"))
+    again = execute_at_open(book, np.array([0.0, 0.0]), opens, no_prev, rules)
+    np.testing.assert_array_equal(again.order_status, status_codes("t_plus_one", "filled"))
+    assert again.order_status.dtype == np.int8 and not again.limit_blocked.any()

@@ -1,8 +1,10 @@
 """Deterministic rule agents, one per mode: the offline default and a reference, NOT an LLM.
 
 They answer in the same JSON as a model, so their output goes through the same parser and
-guardrail. Confidence carries a small jitter seeded by (replicate, market, ticker, date) so
-replicates differ reproducibly.
+guardrail. A position-aware agent also reads its book (`holding`): it leaves a position alone
+when the change it would make is small, sells only what it holds and follows the attitude's
+stop-loss; a blind one (holding None) answers from the snapshot alone. Confidence carries a
+small jitter seeded by (replicate, market, ticker, date) so replicates differ reproducibly.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from inference.attitudes import Attitude
 from inference.backends.base import Response
+from inference.book import Holding
 from inference.requests import ChatRequest
 from inference.strategies import RULE_IDS
 
@@ -29,6 +32,7 @@ class DecisionContext:
     mode: str
     attitude: Attitude | None
     replicate: int = 0
+    holding: Holding | None = None  # the book after the previous session (aware agents only)
 
 
 def _jitter(context: DecisionContext) -> float:
@@ -51,19 +55,60 @@ def _answer(action: str, exposure: float, confidence: float, rule: str | None, r
     }
 
 
+# An aware agent leaves its position alone unless the exposure it wants differs by this much.
+REBALANCE_BAND = 0.1
+
+
 def decide(context: DecisionContext) -> dict[str, Any]:
     features = context.snapshot.get("features") or {}
     signals = context.snapshot.get("signals") or {}
     ceiling = context.attitude.max_exposure if context.attitude else 1.0
     jitter = _jitter(context)
+    holding = context.holding
+    held = holding is not None and holding.held
+    if (
+        held
+        and context.attitude is not None
+        and holding.unrealized_return is not None
+        and holding.unrealized_return <= -context.attitude.stop_loss
+    ):
+        return _answer("sell", 0.0, 0.8 + jitter, None, "stop-loss reached")
     if context.mode == "free":
         # Trend judgement from returns alone: more momentum, more exposure.
         momentum = (features.get("ret_20d") or 0.0) + 0.5 * (features.get("ret_5d") or 0.0)
         exposure = min(max(0.5 + 4.0 * momentum, 0.0), ceiling)
-        action = "buy" if exposure >= 0.5 else "sell"
         confidence = 0.5 + min(abs(momentum) * 3.0, 0.4) + jitter
-        return _answer(action, exposure, confidence, None, f"20/5-session momentum {momentum:+.3f}")
+        reason = f"20/5-session momentum {momentum:+.3f}"
+        if holding is not None and abs(exposure - holding.exposure) < REBALANCE_BAND:
+            return _answer("hold", holding.exposure, confidence, None, f"{reason}; on target")
+        action = "buy" if holding is None and exposure >= 0.5 else "sell"
+        if holding is not None:
+            action = "buy" if exposure > holding.exposure else "sell"
+        return _answer(action, exposure, confidence, None, reason)
     entries, exits = _firing(signals, "entry"), _firing(signals, "exit")
+    if holding is not None and not held:
+        exits = []  # exit rules apply to what is held
+    return _settled(_ruled(context, entries, exits, ceiling, jitter), holding)
+
+
+def _settled(answer: dict[str, Any], holding: Holding | None) -> dict[str, Any]:
+    """An aware agent does not top up a position already near the exposure it wants."""
+    if (
+        holding is not None
+        and answer["action"] == "buy"
+        and holding.exposure >= answer["target_exposure"] - REBALANCE_BAND
+    ):
+        return {**answer, "action": "hold", "rule": None, "reason": answer["reason"] + "; held"}
+    return answer
+
+
+def _ruled(
+    context: DecisionContext,
+    entries: list[str],
+    exits: list[str],
+    ceiling: float,
+    jitter: float,
+) -> dict[str, Any]:
     if context.mode == "guided":
         # Follow the trend rule, size up on a breakout, step aside when the trend exits.
         if "S2" in exits and "S1" not in entries:

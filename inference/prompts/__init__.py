@@ -20,12 +20,14 @@ from typing import Any
 import jinja2
 
 from inference.attitudes import Attitude, get_attitude
+from inference.book import BLOCKED_ORDERS, Holding
 from inference.decision import MODES
 from inference.strategies import load_strategies
 
-__all__ = ["MODES", "PROMPT_VERSION", "Position", "RenderedPrompt", "render_prompt"]
+__all__ = ["MODES", "PROMPT_VERSION", "RenderedPrompt", "render_prompt"]
 
-PROMPT_VERSION = "v1"
+# v2: the position block shows the agent's book (v1 said it was "managed outside").
+PROMPT_VERSION = "v2"
 DEFAULT_TOKEN_BUDGET = 3000
 MAX_HEADLINE_CHARS = 300
 MAX_SUMMARY_CHARS = 800
@@ -36,14 +38,6 @@ _MARKET_NAMES = {
 }
 _MARKET_LABELS = {"us": "U.S.", "cn": "China A-share"}
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
-
-
-@dataclass(frozen=True)
-class Position:
-    """The arm's position before this decision."""
-
-    exposure: float = 0.0
-    unrealized_return: float | None = None  # return since entry; None when flat
 
 
 @dataclass(frozen=True)
@@ -154,11 +148,41 @@ def _report(report: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _system_message(mode: str, market: str, attitude: Attitude | None, version: str) -> str:
+def _position(holding: Holding | None) -> dict[str, Any] | None:
+    """The book as the prompt words it (numbers formatted once, here)."""
+    if holding is None:
+        return None
+    last_fill = None
+    if holding.last_fill_date is not None and holding.last_fill_shares:
+        verb = "bought" if holding.last_fill_shares > 0 else "sold"
+        last_fill = (
+            f"{verb} {_number(abs(holding.last_fill_shares), 0)} shares at "
+            f"{_number(holding.last_fill_price)} on {holding.last_fill_date}"
+        )
+    return {
+        "book_date": holding.book_date,
+        "held": holding.held,
+        "shares": _number(holding.shares, 0),
+        "exposure": f"{holding.exposure:.2f}",
+        "cash": _number(holding.cash),
+        "avg_entry_price": _number(holding.avg_entry_price),
+        "entry_date": holding.entry_date or "n/a",
+        "sessions_held": holding.sessions_held,
+        "unrealized_return": _percent(holding.unrealized_return),
+        "last_fill": last_fill,
+        "blocked": BLOCKED_ORDERS.get(holding.order_status or ""),
+    }
+
+
+def _system_message(
+    mode: str, market: str, attitude: Attitude | None, position_aware: bool, version: str
+) -> str:
     template = _environment(version).get_template(f"{mode}.j2")
     return template.render(
         market_name=_MARKET_NAMES[market],
         attitude=attitude,
+        position_aware=position_aware,
+        stop_loss_enforced=mode == "strict",
         strategies=load_strategies(),
         rule_choices="null" if mode == "free" else '"S1" | "S2" | "S3" | "S4" | null',
     ).strip()
@@ -167,7 +191,8 @@ def _system_message(mode: str, market: str, attitude: Attitude | None, version: 
 def _user_message(
     snapshot: dict[str, Any],
     mode: str,
-    position: Position,
+    position: Holding | None,
+    position_aware: bool,
     news: list[dict],
     omitted: int,
     version: str,
@@ -182,7 +207,8 @@ def _user_message(
             market_label=_MARKET_LABELS[snapshot["market"]],
             decision_date=snapshot["decision_date"],
             cutoff=_utc(snapshot["information_cutoff"]),
-            position=position,
+            position_aware=position_aware,
+            position=_position(position),
             bars=[
                 {
                     "date": bar["date"],
@@ -222,23 +248,25 @@ def render_prompt(
     snapshot: dict[str, Any],
     mode: str,
     attitude: str | None = None,
-    position: Position | None = None,
+    position: Holding | None = None,
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     version: str = PROMPT_VERSION,
+    *,
+    position_aware: bool = True,
 ) -> RenderedPrompt:
     """Messages for one snapshot; news is newest first and trimmed from the oldest to fit.
 
-    Without a position the prompt depends on the snapshot alone, so every decision date of an
-    arm is independent and a whole backfill can go to the server as one batch; the engine
-    applies the previous exposure and the stop-loss afterwards (inference.guardrail)."""
+    A position-aware prompt shows `position`, the book after the previous session (None: the
+    sleeve has no session yet, all cash). A blind prompt (the ablation) depends on the
+    snapshot alone, so every decision date is independent and a range is one batch."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     chosen = get_attitude(attitude)
-    system = _system_message(mode, snapshot["market"], chosen, version)
+    system = _system_message(mode, snapshot["market"], chosen, position_aware, version)
     news = list(snapshot.get("news") or [])
     omitted = 0
     while True:
-        user = _user_message(snapshot, mode, position, news, omitted, version)
+        user = _user_message(snapshot, mode, position, position_aware, news, omitted, version)
         tokens = estimate_tokens(system) + estimate_tokens(user)
         if tokens <= token_budget or not news:
             break

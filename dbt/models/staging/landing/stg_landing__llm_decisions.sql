@@ -1,6 +1,6 @@
 -- The columns of llm_decisions that the metric marts read (DESIGN §7).
 with source as (
-    select * from {{ source('landing', 'llm_decisions') }}
+    select * from {{ landing_files('llm_decisions') }}
 ),
 
 final as (
@@ -20,6 +20,9 @@ final as (
         "rule",
         parse_status,
         guardrail_status,
+        "view",
+        book_date,
+        book_hash,
         is_llm
     from source
 )

@@ -1,0 +1,99 @@
+"""What a position-aware agent sees of its book (DESIGN §7): one row of the `book` table.
+
+The book is written by the backtest package's one-session step (one Parquet file per arm,
+market and session); inference only reads it, as a table, by column name. The prompt of
+decision date D shows the book after the latest session before D.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from inference.requests import canonical_json
+
+# Codes of `book.order_status` that mean the market's rules did not let an order fill as asked.
+BLOCKED_ORDERS = {
+    "limit_up": "a buy was blocked, the open was at or above the limit-up price",
+    "limit_down": "a sell was blocked, the open was at or below the limit-down price",
+    "cash": "the buy was cut to what the cash covered",
+    "lot": "nothing was bought, one lot costs more than the target allows",
+    "t_plus_one": "the sell was capped, shares bought that session can only be sold the next (T+1)",
+}
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One ticker sleeve's book after the close of `book_date`."""
+
+    book_date: date
+    shares: float
+    cash: float
+    exposure: float
+    avg_entry_price: float | None = None
+    entry_date: date | None = None
+    unrealized_return: float | None = None
+    sessions_held: int = 0
+    last_fill_date: date | None = None
+    last_fill_shares: float | None = None  # signed: + bought, - sold
+    last_fill_price: float | None = None
+    order_status: str | None = None  # what happened to the order of book_date
+    row_hash: str | None = None  # the book row's content hash (decisions record what they saw)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Holding:
+        return cls(
+            book_date=row["date"],
+            shares=float(row["shares"]),
+            cash=float(row["cash"]),
+            exposure=float(row["exposure"]),
+            avg_entry_price=_finite(row.get("avg_entry_price")),
+            entry_date=row.get("entry_date"),
+            unrealized_return=_finite(row.get("unrealized_return")),
+            sessions_held=int(row.get("sessions_held") or 0),
+            last_fill_date=row.get("last_fill_date"),
+            last_fill_shares=_finite(row.get("last_fill_shares")),
+            last_fill_price=_finite(row.get("last_fill_price")),
+            order_status=row.get("order_status"),
+            row_hash=row.get("row_hash"),
+        )
+
+    @property
+    def held(self) -> bool:
+        return self.shares > 0
+
+    def fingerprint(self) -> str:
+        """What of the book can change a prompt or a guarded decision."""
+        fields = asdict(self)
+        fields.pop("row_hash")
+        shown = {k: v.isoformat() if isinstance(v, date) else v for k, v in fields.items()}
+        return hashlib.sha256(canonical_json(shown).encode()).hexdigest()
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def latest_books(folder: Path, before: date) -> tuple[date | None, dict[str, Holding]]:
+    """The book of one arm and market (`landing/book/arm=<slug>/market=<m>/`) after its latest
+    session before `before`, by ticker; (None, {}) when it has none yet."""
+    dated = sorted(
+        (date.fromisoformat(path.stem.removeprefix("date=")), path)
+        for path in folder.glob("date=*.parquet")
+    )
+    earlier = [(day, path) for day, path in dated if day < before]
+    if not earlier:
+        return None, {}
+    day, path = earlier[-1]
+    rows = pq.read_table(path).to_pylist()
+    return day, {row["ticker"]: Holding.from_row(row) for row in rows}
