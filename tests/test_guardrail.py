@@ -1,14 +1,30 @@
-"""The Strict guardrail: every branch, and Free/Guided untouched."""
+"""The Strict guardrail against the book: every branch, the stop-loss enforced, and
+Free/Guided untouched."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 
 from inference.attitudes import ATTITUDES
+from inference.book import Holding
 from inference.guardrail import apply_guardrail
-from inference.prompts import Position
+
+
+def Position(exposure: float, unrealized_return: float | None = None) -> Holding:  # noqa: N802
+    """A book after the previous session: some shares when the exposure is positive."""
+    held = exposure > 0
+    return Holding(
+        book_date=date(2025, 3, 3),
+        shares=1000.0 if held else 0.0,
+        cash=1e6 * (1 - exposure),
+        exposure=exposure,
+        avg_entry_price=10.0 if held else None,
+        unrealized_return=unrealized_return,
+        sessions_held=3 if held else 0,
+    )
 
 NEUTRAL = ATTITUDES["neutral"]  # max exposure 0.8, stop-loss 8 %
 SIGNALS = {
@@ -96,14 +112,32 @@ CASES = {
         "pass",
         None,
     ),
-    "sell exactly at the stop-loss": (
+    "a partial sell at the stop-loss is sold out": (
         Decision("sell", 0.2),
         Position(0.5, -0.08),
         NEUTRAL,
         "sell",
-        0.2,
-        "pass",
-        None,
+        0.0,
+        "overridden",
+        "stop-loss reached (-8.0 %",
+    ),
+    "a hold past the stop-loss is sold out by the guardrail": (
+        Decision("hold", 0.5),
+        Position(0.5, -0.1),
+        NEUTRAL,
+        "sell",
+        0.0,
+        "overridden",
+        "the guardrail sold out",
+    ),
+    "an unparseable answer past the stop-loss is sold out": (
+        Decision(None, None, status="failed"),
+        Position(0.5, -0.1),
+        NEUTRAL,
+        "sell",
+        0.0,
+        "overridden",
+        "stop-loss reached",
     ),
     "sell without attitude has no stop-loss": (
         Decision("sell", 0.0),
@@ -114,14 +148,14 @@ CASES = {
         "overridden",
         "without an exit rule",
     ),
-    "sell citing a rule that did not fire, even past the stop": (
+    "selling out past the stop needs no firing rule": (
         Decision("sell", 0.0, "S1"),
         Position(0.5, -0.2),
         NEUTRAL,
-        "hold",
-        0.5,
-        "overridden",
-        "S1, whose exit condition does not hold",
+        "sell",
+        0.0,
+        "pass",
+        None,
     ),
     "hold without a rule": (
         Decision("hold", 0.5),

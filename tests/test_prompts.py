@@ -13,12 +13,37 @@ import yaml
 from inference.prompts import (
     MAX_HEADLINE_CHARS,
     PROMPT_VERSION,
-    Position,
     estimate_tokens,
     render_prompt,
     untrusted,
 )
+from inference.book import Holding
 from inference.strategies import load_strategies, strategies_markdown
+
+HELD = Holding(
+    book_date=date(2025, 3, 11),
+    shares=3200.0,
+    cash=512_345.5,
+    exposure=0.49,
+    avg_entry_price=151.234,
+    entry_date=date(2025, 2, 24),
+    unrealized_return=-0.0612,
+    sessions_held=12,
+    last_fill_date=date(2025, 3, 10),
+    last_fill_shares=-800.0,
+    last_fill_price=148.9,
+    order_status="limit_down",
+)
+FLAT = Holding(
+    book_date=date(2025, 3, 11),
+    shares=0.0,
+    cash=1_003_210.0,
+    exposure=0.0,
+    last_fill_date=date(2025, 3, 5),
+    last_fill_shares=-1000.0,
+    last_fill_price=150.0,
+    order_status="filled",
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[1]
@@ -106,12 +131,12 @@ def _text(rendered) -> str:
     ("mode", "attitude", "position"),
     [
         ("free", None, None),
-        ("guided", "neutral", Position(0.4, 0.02)),
-        ("strict", "conservative", Position(0.5, -0.06)),
+        ("guided", "neutral", FLAT),
+        ("strict", "conservative", HELD),
     ],
 )
 def test_rendered_prompt_matches_golden_file(
-    mode: str, attitude: str | None, position: Position | None
+    mode: str, attitude: str | None, position: Holding | None
 ):
     rendered = render_prompt(_snapshot(), mode, attitude, position)
     golden = GOLDEN / f"prompt_{PROMPT_VERSION}_{mode}.txt"
@@ -119,6 +144,25 @@ def test_rendered_prompt_matches_golden_file(
         golden.write_text(_text(rendered), encoding="utf-8")
     assert _text(rendered) == golden.read_text(encoding="utf-8")
     assert rendered.prompt_version == PROMPT_VERSION and rendered.mode == mode
+
+
+def test_a_held_position_shows_its_book():
+    user = render_prompt(_snapshot(), "strict", "neutral", HELD).messages[1]["content"]
+    assert "the book after the close of 2025-03-11" in user
+    assert "3,200 shares held: exposure 0.49 of the sleeve; cash 512,345.50" in user
+    assert "average entry price 151.23, entered 2025-02-24, held 12 session(s)" in user
+    assert "unrealised return -6.12 %" in user
+    assert "last fill: sold 800 shares at 148.90 on 2025-03-10" in user
+    assert "limit-down" in user
+    system = render_prompt(_snapshot(), "strict", "neutral", HELD).messages[0]["content"]
+    assert "the guardrail sells it at the next open" in system
+    guided = render_prompt(_snapshot(), "guided", "neutral", HELD).messages[0]["content"]
+    assert "consider selling it" in guided and "guardrail sells" not in guided
+    first = render_prompt(_snapshot(), "free", None, None).messages[1]["content"]
+    assert "none yet" in first and "managed outside" not in first
+    blind = render_prompt(_snapshot(), "free", None, HELD, position_aware=False)
+    assert "managed outside this conversation" in blind.messages[1]["content"]
+    assert "151.23" not in blind.messages[1]["content"]
 
 
 def test_modes_differ_as_designed():
