@@ -193,14 +193,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not days:
         print(f"strat-llm batch: no sessions from {args.start} to {args.end}", file=sys.stderr)
         return 1
-    summary = export_batch(
-        arm,
-        days,
-        Path(args.out),
-        warehouse=layout.warehouse,
-        cache_path=cache_path,
-        markets=markets,
-    )
+    try:
+        summary = export_batch(
+            arm,
+            days,
+            Path(args.out),
+            warehouse=layout.warehouse,
+            cache_path=cache_path,
+            markets=markets,
+        )
+    except ValueError as error:
+        print(f"strat-llm batch: {error}", file=sys.stderr)
+        return 1
     print(
         f"wrote {summary.written} requests to {summary.path} "
         f"({summary.already_answered} already answered in the cache)"

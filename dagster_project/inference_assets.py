@@ -59,12 +59,36 @@ def dates_by_arm(partition_keys: list[str]) -> dict[str, list[date]]:
     return {arm: sorted(days) for arm, days in grouped.items()}
 
 
-def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: DataDirResource):
-    """Decide and book every (arm, date) partition of a run: (summaries by arm, book files)."""
+def decide(
+    arms: list,
+    days: list[date],
+    layout,
+    *,
+    markets: list[str] | tuple[str, ...] = MARKETS,
+    token_budget: int | None = None,
+    backend=None,
+):
+    """The arms' decisions and books over these dates: (summaries by arm, book files)."""
     from backtest.book import BookKeeper
     from inference.engine import run_agents
-    from inference.experiments import load_experiment
     from inference.prompts import DEFAULT_TOKEN_BUDGET
+
+    keeper = BookKeeper(layout, [arm.slug for arm in arms], markets)
+    summaries = run_agents(
+        arms,
+        days,
+        layout=layout,
+        books=keeper,
+        markets=markets,
+        token_budget=token_budget or DEFAULT_TOKEN_BUDGET,
+        backend=backend,
+    )
+    return summaries, keeper.written
+
+
+def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: DataDirResource):
+    """Decide and book every (arm, date) partition of a run: (summaries by arm, book files)."""
+    from inference.experiments import load_experiment
 
     layout = data_dir.export_env()
     experiment = load_experiment(config.experiments)
@@ -77,16 +101,7 @@ def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: Da
             arm = dataclasses.replace(arm, model=model)
         arms.append(arm)
     days = sorted({day for dates in grouped.values() for day in dates})
-    keeper = BookKeeper(layout, list(grouped), config.markets)
-    summaries = run_agents(
-        arms,
-        days,
-        layout=layout,
-        books=keeper,
-        markets=config.markets,
-        token_budget=config.token_budget or DEFAULT_TOKEN_BUDGET,
-    )
-    return summaries, keeper.written
+    return decide(arms, days, layout, markets=config.markets, token_budget=config.token_budget)
 
 
 @dg.multi_asset(

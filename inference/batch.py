@@ -8,6 +8,8 @@ in the response cache; `strat-llm infer` then turns them into decisions without 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +52,12 @@ def export_batch(
     markets: Sequence[str] = ("us", "cn"),
     token_budget: int = DEFAULT_TOKEN_BUDGET,
 ) -> ExportSummary:
+    if arm.position_aware:
+        raise ValueError(
+            f"arm {arm.slug} is position-aware: its prompt of each date shows the book after the "
+            "previous session, so its range cannot be one batch; export the blind arm "
+            f"{dataclasses.replace(arm, view='blind').slug} (the ablation that sees no position) instead"
+        )
     snapshots = load_snapshots(warehouse, dates, markets)
     requests = list(
         {r.hash: r for r in (build_request(arm, s, token_budget) for s in snapshots)}.values()

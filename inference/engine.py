@@ -13,6 +13,8 @@ rerun of a finished range makes no call and a changed book re-asks only what it 
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import functools
 import hashlib
@@ -413,7 +415,7 @@ def run_agents(
             raise ValueError(
                 f"arm {arm.slug}: a position-aware arm decides date after date (its prompt shows "
                 "the book after the previous session), which a batch file cannot answer; run "
-                f"the blind arm {arm.slug.split('__r')[0]}__blind for batch files, or serve the "
+                f"the blind arm {dataclasses.replace(arm, view='blind').slug} for batch files, or serve the "
                 "model (openai backend)"
             )
     summaries = {arm.slug: RunSummary(arm=arm.slug) for arm in arms}

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 from dagster_project.cli import main
-from inference.engine import run_arm
+from dagster_project.inference_assets import decide
 from inference.experiments import load_experiment
 from ingest.calendars import sessions
 from ingest.layout import DataLayout
@@ -51,7 +51,7 @@ def test_export_answer_import_then_infer_without_calls(
     common = ["--data-dir", str(sample_copy.data_dir), "batch"]
     args = [
         "--arm",
-        "offline__strict",
+        "offline__strict__blind",
         "--start",
         "2025-03-03",
         "--end",
@@ -79,19 +79,12 @@ def test_export_answer_import_then_infer_without_calls(
     assert main([*common, "import", str(output)]) == 1  # one line failed, and says so
     assert "context length exceeded" in capsys.readouterr().out
 
-    arm = load_experiment(experiments).arm("offline__strict")
-    summary = run_arm(
-        arm,
-        DAYS,
-        data_dir=sample_copy.data_dir,
-        warehouse=sample_copy.warehouse,
-        cache_path=sample_copy.response_cache,
-        markets=["cn"],
-    )
+    arm = load_experiment(experiments).arm("offline__strict__blind")
+    summary = decide([arm], DAYS, sample_copy, markets=["cn"])[0][arm.slug]
     assert summary.decisions == 42 and summary.cache_hits == 41 and summary.failures == 1
     rows = duckdb.sql(
         f"select parse_status, parse_error from "
-        f"'{sample_copy.data_dir}/landing/llm_decisions/arm=offline__strict/*.parquet'"
+        f"'{sample_copy.data_dir}/landing/llm_decisions/arm=offline__strict__blind/*/*.parquet'"
     ).df()
     failed = rows[rows["parse_status"] == "failed"]
     assert len(failed) == 1 and "strat-llm batch export" in failed["parse_error"].iloc[0]

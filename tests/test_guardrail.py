@@ -26,6 +26,7 @@ def Position(exposure: float, unrealized_return: float | None = None) -> Holding
         sessions_held=3 if held else 0,
     )
 
+
 NEUTRAL = ATTITUDES["neutral"]  # max exposure 0.8, stop-loss 8 %
 SIGNALS = {
     "s1_entry": True,

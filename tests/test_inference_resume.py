@@ -1,6 +1,7 @@
 """Against a real OpenAI-protocol server on 127.0.0.1: kill the inference process mid-range
 with SIGKILL, rerun, and count: no response lost, nothing answered before the kill asked
-again, every snapshot ends as a decision row; the API key reaches no file."""
+again, every snapshot ends as a decision row; the API key reaches no file. A blind arm: its
+whole range is one batch, so the kill lands in the middle of it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import duckdb
 
-from inference.engine import build_request, load_snapshots, run_arm
+from dagster_project.inference_assets import decide
+from inference.engine import build_request, load_snapshots
 from inference.experiments import load_experiment
 from ingest.calendars import sessions
 from ingest.layout import DataLayout
@@ -28,14 +30,13 @@ CHILD = """
 import sys
 from datetime import date
 from pathlib import Path
-from inference.engine import run_arm
+from dagster_project.inference_assets import decide
 from inference.experiments import load_experiment
 from ingest.layout import DataLayout
 layout = DataLayout(Path(sys.argv[1]))
 base_url, days = sys.argv[2], sys.argv[3].split(",")
-arm = load_experiment().arm("fake__free", base_url=base_url)
-run_arm(arm, [date.fromisoformat(d) for d in days], data_dir=layout.data_dir,
-        warehouse=layout.warehouse, cache_path=layout.response_cache)
+arm = load_experiment().arm("fake__free__blind", base_url=base_url)
+decide([arm], [date.fromisoformat(d) for d in days], layout)
 """
 
 
@@ -54,7 +55,7 @@ def test_sigkill_mid_range_then_rerun_loses_nothing_and_repeats_nothing(
     cache = sample_copy.response_cache
     arm_for = load_experiment().arm
     with OpenAIServer(latency_s=0.2) as server:
-        arm = arm_for("fake__free", base_url=server.base_url)
+        arm = arm_for("fake__free__blind", base_url=server.base_url)
         snapshots = [s for s in load_snapshots(sample_copy.warehouse, DAYS, ["us", "cn"])]
         hash_by_messages = {
             json.dumps(build_request(arm, s, 3000).message_dicts()): build_request(
@@ -75,9 +76,7 @@ def test_sigkill_mid_range_then_rerun_loses_nothing_and_repeats_nothing(
         answered_before_kill = _cached_hashes(cache)
         assert 60 <= len(answered_before_kill) < len(snapshots)
 
-        summary = run_arm(
-            arm, DAYS, data_dir=data, warehouse=sample_copy.warehouse, cache_path=cache
-        )
+        summary = decide([arm], DAYS, sample_copy)[0][arm.slug]
         received = [hash_by_messages[json.dumps(r.body["messages"])] for r in server.requests]
 
     assert summary.decisions == len(snapshots) and summary.failures == 0
@@ -90,8 +89,8 @@ def test_sigkill_mid_range_then_rerun_loses_nothing_and_repeats_nothing(
     assert set(received) == set(hash_by_messages.values())
     rows = duckdb.sql(
         f"select count(*), count(distinct request_hash) from "
-        f"'{data}/landing/llm_decisions/arm=fake__free/*.parquet'"
+        f"'{data}/landing/llm_decisions/arm=fake__free__blind/*/*.parquet'"
     ).fetchall()[0]
     assert rows == (len(snapshots), len(set(hash_by_messages.values())))
-    for path in [cache, *data.glob("landing/llm_decisions/arm=fake__free/*.parquet")]:
+    for path in [cache, *data.glob("landing/llm_decisions/arm=fake__free__blind/*/*.parquet")]:
         assert KEY_CANARY.encode() not in path.read_bytes(), path

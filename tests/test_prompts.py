@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inference.book import Holding
 from inference.prompts import (
     MAX_HEADLINE_CHARS,
     PROMPT_VERSION,
@@ -17,7 +18,6 @@ from inference.prompts import (
     render_prompt,
     untrusted,
 )
-from inference.book import Holding
 from inference.strategies import load_strategies, strategies_markdown
 
 HELD = Holding(
