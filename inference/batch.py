@@ -9,7 +9,6 @@ in the response cache; `strat-llm infer` then turns them into decisions without 
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field

@@ -13,9 +13,8 @@ rerun of a finished range makes no call and a changed book re-asks only what it 
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -415,8 +414,8 @@ def run_agents(
             raise ValueError(
                 f"arm {arm.slug}: a position-aware arm decides date after date (its prompt shows "
                 "the book after the previous session), which a batch file cannot answer; run "
-                f"the blind arm {dataclasses.replace(arm, view='blind').slug} for batch files, or serve the "
-                "model (openai backend)"
+                f"the blind arm {dataclasses.replace(arm, view='blind').slug} for batch files, or "
+                "serve the model (openai backend)"
             )
     summaries = {arm.slug: RunSummary(arm=arm.slug) for arm in arms}
     days = sorted(set(dates))
