@@ -55,7 +55,8 @@ def export_batch(
         raise ValueError(
             f"arm {arm.slug} is position-aware: its prompt of each date shows the book after the "
             "previous session, so its range cannot be one batch; export the blind arm "
-            f"{dataclasses.replace(arm, view='blind').slug} (the ablation that sees no position) instead"
+            f"{dataclasses.replace(arm, view='blind').slug} (the ablation that sees no "
+            "position) instead"
         )
     snapshots = load_snapshots(warehouse, dates, markets)
     requests = list(
