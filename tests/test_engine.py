@@ -1,5 +1,5 @@
 """The decision engine with the reference backend on the built sample: exactly once, resumable,
-partition by partition equal to one run, DESIGN §7 columns, gated in Dagster."""
+date by date equal to one run (the book carried on disk), DESIGN §7 columns, gated in Dagster."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_project.cli import main
+from dagster_project.inference_assets import decide as decide_range
 from inference.backends.reference import DecisionContext, decide
-from inference.engine import LLM_DECISIONS_SCHEMA, landing_file, run_arm
+from inference.engine import LLM_DECISIONS_SCHEMA
 from inference.experiments import load_experiment
 from inference.parsing import parse_decision
 from ingest.calendars import sessions
@@ -49,25 +50,19 @@ DAYS = sessions("us", "2025-03-03", "2025-03-14")
 
 def _run(layout: DataLayout, slug: str, days: list[date]):
     arm = load_experiment().arm(slug)
-    return run_arm(
-        arm,
-        days,
-        data_dir=layout.data_dir,
-        warehouse=layout.warehouse,
-        cache_path=layout.response_cache,
-    )
+    return decide_range([arm], days, layout)[0][slug]
 
 
 def _decisions(layout: DataLayout, slug: str) -> pd.DataFrame:
-    pattern = layout.data_dir / "landing" / "llm_decisions" / f"arm={slug}" / "*.parquet"
+    pattern = layout.data_dir / "landing" / "llm_decisions" / f"arm={slug}" / "*" / "*.parquet"
     return duckdb.sql(f"select * from '{pattern}' order by decision_date, market, ticker").df()
 
 
 def test_rows_have_the_design_columns_and_a_rerun_makes_no_calls(sample_copy: DataLayout):
     first = _run(sample_copy, "reference__strict", DAYS)
     assert first.calls == first.decisions > 0 and first.cache_hits == 0
-    assert len(first.files) == len(DAYS)
-    path = landing_file(sample_copy.data_dir, "reference__strict", DAYS[0])
+    assert len(first.files) == 2 * len(DAYS)  # one per market and date
+    path = sample_copy.decision_file("reference__strict", "us", DAYS[0])
     assert path.is_file()
     assert pq.read_schema(path).names[: len(DESIGN_COLUMNS)] == DESIGN_COLUMNS
     assert pq.read_schema(path) == LLM_DECISIONS_SCHEMA
@@ -82,7 +77,7 @@ def test_rows_have_the_design_columns_and_a_rerun_makes_no_calls(sample_copy: Da
 def test_partition_by_partition_equals_one_run(sample_copy: DataLayout):
     _run(sample_copy, "reference__guided", DAYS)
     whole = _decisions(sample_copy, "reference__guided")
-    for day in DAYS:  # again, one decision date at a time, positions carried on disk
+    for day in DAYS:  # again, one decision date at a time, the book carried on disk
         _run(sample_copy, "reference__guided__r1", [day])
     stepwise = _decisions(sample_copy, "reference__guided__r1")
     columns = [
@@ -92,7 +87,10 @@ def test_partition_by_partition_equals_one_run(sample_copy: DataLayout):
         "action",
         "target_exposure",
         "previous_exposure",
+        "book_date",
+        "book_hash",
     ]
+    assert whole["previous_exposure"].gt(0).any()  # the books did hold positions
     pd.testing.assert_frame_equal(whole[columns], stepwise[columns])
 
 
@@ -101,7 +99,7 @@ def test_strict_rows_obey_the_rules_they_cite(sample_copy: DataLayout):
     rows = _decisions(sample_copy, "reference__strict")
     assert set(rows["guardrail_status"]) <= {"pass", "overridden"}
     assert rows["target_exposure"].between(0, 1).all()
-    raised = rows[rows["target_exposure"] > rows["previous_exposure"]]
+    raised = rows[rows["target_exposure"] > rows["previous_exposure"] + 1e-9]
     assert raised["rule"].notna().all() and (raised["guardrail_status"] == "pass").all()
     free = _run(sample_copy, "reference__free", DAYS[:2])
     assert free.overridden == 0
@@ -132,6 +130,10 @@ def test_cli_infer_runs_gated_and_names_bad_arms(sample_copy: DataLayout, capsys
     assert main([*common, *args, "--market", "cn"]) == 0
     out = capsys.readouterr().out
     assert "reference__free: 70 decisions in 5 files" in out
+    assert main([*common, *args, "--market", "us"]) == 0  # then us: cn's rows stay
+    assert "reference__free: 70 decisions in 5 files" in capsys.readouterr().out
+    kept = _decisions(sample_copy, "reference__free")
+    assert kept.groupby("market").size().to_dict() == {"cn": 70, "us": 70}
     with duckdb.connect(str(sample_copy.warehouse)) as connection:
         connection.execute(
             "update pit_snapshots set max_price_date = decision_date"
@@ -144,7 +146,7 @@ def test_cli_infer_runs_gated_and_names_bad_arms(sample_copy: DataLayout, capsys
         == 1
     )
     assert "leakage gate failed" in capsys.readouterr().err
-    assert not landing_file(sample_copy.data_dir, "reference__guided", date(2025, 3, 3)).exists()
+    assert not sample_copy.decision_file("reference__guided", "cn", date(2025, 3, 3)).exists()
 
 
 @pytest.mark.parametrize("slug", ["reference__strict__conservative"])

@@ -13,12 +13,11 @@ import pytest
 
 from dagster_project.checks import GATE_CHECKS, pit_snapshots_leakage_gate, raw_contract_checks
 from dagster_project.cli import main
-from dagster_project.inference_assets import ARM_PARTITIONS, llm_decisions
+from dagster_project.inference_assets import ARM_PARTITIONS, LLM_DECISIONS, agents
 from dagster_project.ingest_assets import raw_tables
 from dagster_project.resources import DataDirResource, all_resources
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 from expectations.runner import GateRunner, knowledge_cutoff_warnings, run_gate
-from inference.engine import landing_file
 from ingest.layout import DataLayout
 
 ONE_ROW = (
@@ -75,17 +74,17 @@ def _inference_materializes(layout: DataLayout) -> bool:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(ARM_PARTITIONS.name, ["reference__free"])
     result = dg.materialize(
-        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS, llm_decisions],
+        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS, agents],
         selection=dg.AssetSelection.checks(pit_snapshots_leakage_gate)
-        | dg.AssetSelection.assets(llm_decisions),
+        | dg.AssetSelection.assets(agents),
         partition_key="reference__free|2025-03-12",
         instance=instance,
         resources={**all_resources(), "data_dir": DataDirResource(data_dir=str(layout.data_dir))},
         raise_on_error=False,
     )
-    landed = landing_file(layout.data_dir, "reference__free", date(2025, 3, 12)).exists()
+    landed = layout.decision_file("reference__free", "us", date(2025, 3, 12)).exists()
     materialized = any(
-        event.asset_key == llm_decisions.key for event in result.get_asset_materialization_events()
+        event.asset_key == LLM_DECISIONS for event in result.get_asset_materialization_events()
     )
     assert landed == materialized
     return materialized
