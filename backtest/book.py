@@ -174,7 +174,8 @@ class BookKeeper:
         if position is None:
             raise ValueError(f"{earlier[-1]}: not a session of the {bars.market} price file")
         sleeves = _Sleeves(
-            SleeveState.from_columns(frame),
+            # the book names the simulation's held_sessions for its readers: sessions_held
+            SleeveState.from_columns(frame.rename(columns={"sessions_held": "held_sessions"})),
             position,
             LastFills(
                 frame["last_fill_date"].to_numpy(dtype="datetime64[D]"),
