@@ -209,7 +209,9 @@ def marts(tmp_path_factory: pytest.TempPathFactory):
         pq.write_table(table, layout.backtest_file(name))
     for arm, (mode, kind, _drift) in ARMS.items():
         if kind == "llm":
-            path = layout.landing_dir / "llm_decisions" / f"arm={arm}" / "date=all.parquet"
+            path = (
+                layout.landing_dir / "llm_decisions" / f"arm={arm}" / "market=all" / "all.parquet"
+            )
             path.parent.mkdir(parents=True)
             pq.write_table(_decisions(arm, mode), path)
     env = {
