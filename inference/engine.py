@@ -357,9 +357,6 @@ class _Asker:
             missing = [item for item in unanswered if item.request_hash not in self.answers]
             if missing:
                 asyncio.run(self._ask(missing))
-        for item in items:
-            summary = self.summaries[item.arm.slug]
-            summary.cache_hits += item.request_hash in self.cached
 
     async def _ask(self, items: list[_Item]) -> None:
         by_model: dict[str, list[_Item]] = defaultdict(list)
@@ -495,5 +492,6 @@ def _write_decisions(
         summary = summaries[arm]
         summary.files.append(path)
         summary.decisions += len(part)
+        summary.cache_hits += sum(row["cached"] for row in part)
         summary.parse_failures += sum(row["parse_status"] == "failed" for row in part)
         summary.overridden += sum(row["guardrail_status"] == "overridden" for row in part)

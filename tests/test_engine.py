@@ -88,7 +88,6 @@ def test_partition_by_partition_equals_one_run(sample_copy: DataLayout):
         "target_exposure",
         "previous_exposure",
         "book_date",
-        "book_hash",
     ]
     assert whole["previous_exposure"].gt(0).any()  # the books did hold positions
     pd.testing.assert_frame_equal(whole[columns], stepwise[columns])
@@ -153,4 +152,6 @@ def test_cli_infer_runs_gated_and_names_bad_arms(sample_copy: DataLayout, capsys
 def test_attitude_caps_strict_exposure(sample_copy: DataLayout, slug: str):
     _run(sample_copy, slug, DAYS)
     rows = _decisions(sample_copy, slug)
-    assert rows["target_exposure"].max() <= 0.5
+    # what it may buy is capped; a held position may drift above the cap with prices
+    assert rows.loc[rows["action"] == "buy", "target_exposure"].max() <= 0.5
+    assert rows["proposed_target_exposure"].max() <= 0.5

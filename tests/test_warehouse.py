@@ -213,6 +213,8 @@ def test_backtest_models_build_apart_after_the_simulation():
     backtest = {spec.key.path[-1]: spec for spec in backtest_dbt_assets.specs}
     assert set(backtest) == {
         "stg_landing__llm_decisions",
+        "stg_landing__agent_book",
+        "book",
         "stg_landing__backtest_sleeves",
         "stg_landing__backtest_round_trips",
         "stg_landing__backtest_arms",
@@ -228,6 +230,8 @@ def test_backtest_models_build_apart_after_the_simulation():
     assert dg.AssetKey("backtest_sleeves") in backtest_simulation.keys
     decisions_deps = {dep.asset_key for dep in backtest["stg_landing__llm_decisions"].deps}
     assert decisions_deps == {dg.AssetKey("llm_decisions")}
+    book_deps = {dep.asset_key for dep in backtest["stg_landing__agent_book"].deps}
+    assert book_deps == {dg.AssetKey("agent_book")}
 
 
 def test_build_without_ingest_names_the_missing_step(tmp_path: Path, capsys):
