@@ -5,9 +5,14 @@ One step runs the range date after date (inference.engine.run_agents): the books
 through D. Neither package imports the other; this module interleaves them.
 
 Dependencies on the previous date partition: `llm_decisions` of D depends on its own D-1 (so
-backfills run dates in order) and on `book` of D-1; `book` of D on its own D-1. Dagster does not
-follow a self-dependency when it decides staleness for assets of 100 partitions or more, so the
-`book` edge is what shows a decision partition stale once an earlier one is rematerialized.
+backfills run dates in order) and on `agent_book` of D-1, which is what marks it stale in the UI
+once D-1 is rematerialized: Dagster does not follow a self-dependency when it decides staleness
+for assets of 100 partitions or more. `agent_book` declares no dependency on its own D-1 although
+it has one: a self-dependency makes Dagster record no input provenance for it within the step,
+and then no later decision partition could ever show stale. Dagster cannot show the rest of the
+chain (the decisions of D+2 depend on D through the book of D+1, and a cycle between two assets is
+not allowed); the asset check `llm_decisions_follow_their_book` lists every decision made on a
+book that has changed since.
 """
 
 import dataclasses
@@ -127,7 +132,6 @@ def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: Da
         dg.AssetSpec(
             BOOK,
             deps=[
-                dg.AssetDep(BOOK, partition_mapping=PREVIOUS_DATE),
                 dg.AssetKey("market_rules"),
                 *(raw_asset_key(market, "prices") for market in MARKETS),
             ],
@@ -158,4 +162,37 @@ def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: Dat
     yield dg.MaterializeResult(
         asset_key=LLM_DECISIONS,
         metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
+    )
+
+
+@dg.asset_check(
+    asset=LLM_DECISIONS,
+    description="Every decision was made on the book that now stands before its date: a "
+    "decision of D+1, D+2, ... made before D was decided again is listed (rerun `strat-llm infer` "
+    "over the range: only prompts whose book changed are asked again).",
+)
+def llm_decisions_follow_their_book(data_dir: DataDirResource) -> dg.AssetCheckResult:
+    from inference.book import stale_decisions
+
+    stale = stale_decisions(data_dir.export_env())
+    partitions = sorted(
+        {f"{row.arm}|{row.decision_date.date().isoformat()}" for row in stale.itertuples()}
+    )
+    return dg.AssetCheckResult(
+        passed=stale.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "stale_decisions": dg.MetadataValue.int(len(stale)),
+            "stale_partitions": dg.MetadataValue.int(len(partitions)),
+            "warnings": dg.MetadataValue.text(
+                f"{len(stale)} decisions in {len(partitions)} partitions were made on a book "
+                f"that has changed since (first: {', '.join(partitions[:5])}); rerun infer over "
+                "them"
+                if partitions
+                else ""
+            ),
+            "sample": dg.MetadataValue.md(
+                stale.head(20).to_markdown(index=False) if len(stale) else ""
+            ),
+        },
     )

@@ -166,7 +166,12 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
     a date together. A Dagster run covers a box of partitions (a block of arms in the order
     they were added x a date range), so arms not adjacent in that order take one run each."""
     from dagster_project.checks import pit_snapshots_leakage_gate
-    from dagster_project.inference_assets import ARM_PARTITIONS, LLM_DECISIONS, agents
+    from dagster_project.inference_assets import (
+        ARM_PARTITIONS,
+        LLM_DECISIONS,
+        agents,
+        llm_decisions_follow_their_book,
+    )
     from dagster_project.warehouse_assets import warehouse_dbt_assets
 
     instance = _instance()
@@ -175,9 +180,11 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
     order = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
     lines = []
     for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
-        result, _ = run_assets(
-            [warehouse_dbt_assets, pit_snapshots_leakage_gate, agents],
-            dg.AssetSelection.assets(agents) | dg.AssetSelection.checks(pit_snapshots_leakage_gate),
+        book_check = llm_decisions_follow_their_book
+        result, report = run_assets(
+            [warehouse_dbt_assets, pit_snapshots_leakage_gate, agents, book_check],
+            dg.AssetSelection.assets(agents)
+            | dg.AssetSelection.checks(pit_snapshots_leakage_gate, book_check),
             tags={
                 ASSET_PARTITION_RANGE_START_TAG: f"{block[0]}|{start.isoformat()}",
                 ASSET_PARTITION_RANGE_END_TAG: f"{block[-1]}|{end.isoformat()}",
@@ -197,6 +204,7 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
             f"failed calls, {counts['parse_failures']} unparseable, {counts['overridden']} "
             "overridden"
         )
+        lines += [line for line in report.splitlines() if "made on a book" in line]
     return "\n".join(lines)
 
 

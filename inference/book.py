@@ -7,17 +7,21 @@ decision date D shows the book after the latest session before D.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pandas as pd
 import pyarrow.parquet as pq
 
 from inference.requests import canonical_json
+from ingest.layout import DataLayout
 
 # Codes of `book.order_status` that mean the market's rules did not let an order fill as asked.
 BLOCKED_ORDERS = {
@@ -97,3 +101,38 @@ def latest_books(folder: Path, before: date) -> tuple[date | None, dict[str, Hol
     day, path = earlier[-1]
     rows = pq.read_table(path).to_pylist()
     return day, {row["ticker"]: Holding.from_row(row) for row in rows}
+
+
+def stale_decisions(layout: DataLayout, arms: Sequence[str] | None = None) -> pd.DataFrame:
+    """Decisions made on a book that has changed since: the latest book before their date is
+    not the row (`book_hash`) or the session (`book_date`) they were shown. One row per such
+    decision: arm, market, ticker, decision_date, book_date, current_book_date."""
+    columns = ["arm", "market", "ticker", "decision_date", "book_date", "current_book_date"]
+    if not glob.glob(layout.decision_files):
+        return pd.DataFrame(columns=columns)
+    books = (
+        f"select arm, market, ticker, \"date\", row_hash from read_parquet('{layout.book_files}',"
+        " union_by_name = true, hive_partitioning = false)"
+        if glob.glob(layout.book_files)
+        else "select null::varchar as arm, null::varchar as market, null::varchar as ticker, "
+        'null::date as "date", null::varchar as row_hash where false'
+    )
+    query = f"""
+        with decisions as (
+            select arm, market, ticker, decision_date, book_date, book_hash
+            from read_parquet(?, union_by_name = true, hive_partitioning = false)
+            where ? or list_contains(?, arm)
+        ),
+        books as ({books})
+        select decisions.arm, decisions.market, decisions.ticker, decisions.decision_date,
+            decisions.book_date, books."date" as current_book_date
+        from decisions asof left join books
+            on decisions.arm = books.arm and decisions.market = books.market
+            and decisions.ticker = books.ticker and decisions.decision_date > books."date"
+        where books.row_hash is distinct from decisions.book_hash
+        order by all
+    """
+    with duckdb.connect() as connection:
+        return connection.execute(
+            query, [layout.decision_files, arms is None, list(arms or [])]
+        ).df()

@@ -114,9 +114,15 @@ def test_baselines_backtest_before_any_decision(sample_copy: DataLayout, capsys)
     assert "buy_and_hold" in capsys.readouterr().out
 
 
-def test_a_changed_decision_is_reasked_only_where_the_later_books_change(
+def test_a_changed_decision_makes_later_partitions_stale_and_a_rerun_reasks_only_those(
     sample_copy: DataLayout, tmp_path, monkeypatch
 ):
+    import dagster as dg
+    from dagster._core.definitions.data_version import StaleStatus
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    from dagster_project.definitions import defs
+    from dagster_project.inference_assets import LLM_DECISIONS
     from dagster_project.runner import infer
 
     (tmp_path / "home").mkdir()
@@ -125,7 +131,7 @@ def test_a_changed_decision_is_reasked_only_where_the_later_books_change(
     monkeypatch.setenv("STRAT_LLM_DATA", str(sample_copy.data_dir))
     monkeypatch.setenv("STRAT_LLM_WAREHOUSE", str(sample_copy.warehouse))
     arm, start, end = "reference__free", date(2025, 3, 3), date(2025, 3, 7)
-    changed_day = date(2025, 3, 5)
+    changed_day, next_day = date(2025, 3, 5), date(2025, 3, 6)  # Wed, Thu
     config = {"markets": ["us"]}
     infer([arm], start, end, config)
     before = _read(str(sample_copy.decision_files))
@@ -139,7 +145,19 @@ def test_a_changed_decision_is_reasked_only_where_the_later_books_change(
             "update responses set text = ? where request_hash = ?",
             [json.dumps({**answer, "reason": "changed"}), row["request_hash"]],
         )
-    assert "0 calls" in infer([arm], changed_day, changed_day, config)
+    out = infer([arm], changed_day, changed_day, config)
+    assert "0 calls" in out
+    # Dagster: the decisions of Thursday read Wednesday's book, which was rematerialized
+    resolver = get_stale_status_resolver(dg.DagsterInstance.get(), list(defs.assets))
+    status = {
+        day: resolver.get_status(LLM_DECISIONS, f"{arm}|{day.isoformat()}")
+        for day in (date(2025, 3, 4), changed_day, next_day)
+    }
+    assert status[next_day] == StaleStatus.STALE
+    assert status[date(2025, 3, 4)] == status[changed_day] == StaleStatus.FRESH
+    # the asset check lists the whole chain: the changed ticker's later decisions
+    assert "made on a book that has changed since" in out
+    assert f"{arm}|{next_day.isoformat()}" in out
 
     out = infer([arm], start, end, config)
     after = _read(str(sample_copy.decision_files))
