@@ -3,8 +3,10 @@
 Generates the 500-ticker bench market of `pit_build.py` (252 sessions by default), builds
 `pit_snapshots` with dbt, answers every snapshot once with the reference backend (this renders
 every prompt and fills the response cache), then reruns the same arm and times the replay:
-snapshot keys looked up in the cache, answers read back, parsed, the guardrail applied, one
-Parquet file per date written, with zero backend calls. Target: >= 20 000 decisions/s.
+date after date, the books stepped, snapshot keys (with the book shown) looked up in the cache,
+answers read back, parsed, the guardrail applied, one Parquet file per date written, with zero
+backend calls. Target: >= 20 000 decisions/s (set for the position-blind engine, when a replay
+did not step books).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pit_build import PitVars, build_with_dbt, generate  # noqa: E402
 
-from inference.engine import run_arm  # noqa: E402
+from dagster_project.inference_assets import decide  # noqa: E402
 from inference.experiments import load_experiment  # noqa: E402
+from ingest.layout import DataLayout  # noqa: E402
 
 
 def main() -> int:
@@ -36,14 +39,9 @@ def main() -> int:
         _, snapshots = build_with_dbt(dataset)
         arm = load_experiment().arm(args.arm)
         days = list(dataset.decisions)
-        settings = {
-            "data_dir": data_dir,
-            "warehouse": data_dir / "warehouse.duckdb",
-            "cache_path": data_dir / "cache.sqlite",
-            "markets": ["us"],
-        }
+        layout = DataLayout(data_dir)
         started = time.perf_counter()
-        first = run_arm(arm, days, **settings)
+        first = decide([arm], days, layout, markets=["us"])[0][arm.slug]
         seconds = time.perf_counter() - started
         print(
             f"{snapshots} snapshots; first run: {first.calls} calls in {seconds:.1f} s "
@@ -52,7 +50,7 @@ def main() -> int:
         rates = []
         for _ in range(args.repeats):
             started = time.perf_counter()
-            replay = run_arm(arm, days, **settings)
+            replay = decide([arm], days, layout, markets=["us"])[0][arm.slug]
             seconds = time.perf_counter() - started
             if replay.calls:
                 print(f"!!! the replay made {replay.calls} calls")
