@@ -11,7 +11,7 @@ import glob
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from inference.requests import canonical_json
 from ingest.layout import DataLayout
 
 # Codes of `book.order_status` that mean the market's rules did not let an order fill as asked.
@@ -74,12 +73,12 @@ class Holding:
         return self.shares > 0
 
     def fingerprint(self) -> str:
-        """What of the book can change a prompt or a guarded decision."""
-        fields = asdict(self)
-        fields.pop("row_hash")
-        shown = {k: v.isoformat() if isinstance(v, date) else v for k, v in fields.items()}
-        return hashlib.sha256(canonical_json(shown).encode()).hexdigest()
-
+        """What of the book can change a prompt or a guarded decision: the book row's content
+        hash where the row has one (it covers every column), else the fields themselves."""
+        if self.row_hash is not None:
+            return self.row_hash
+        shown = tuple(getattr(self, name) for name in self.__dataclass_fields__)
+        return hashlib.sha256(repr(shown).encode()).hexdigest()
 
 def _finite(value: Any) -> float | None:
     if value is None:
