@@ -11,7 +11,7 @@ within 1.5x of blind).
 - Data: the embedded SYNTHETIC sample market (`strat-llm ingest --source sample` then
   `strat-llm build`) from 2024-07-01 to 2025-06-30: 14 tickers in each of the two markets,
   28 tickers in all (the sample's universe is fixed, so not 30), 260 decision dates (the
-  union of the XNYS and XSHG sessions), 6 888 snapshots. Built once (about 90 s) into
+  union of the XNYS and XSHG sessions), 6 888 snapshots. Built once (90-130 s) into
   `--data DIR` and reused by later runs.
 - Server: `tests/openai_server.py` in its own process (`--latency-s 0.2 --no-record`, as
   `bench/inference.py` starts it), so its CPU is not this process's; it answers every request
@@ -34,7 +34,7 @@ books), and the ideal wall time (latency x the waves of `--concurrency` requests
 batch needs: per date for aware, once for blind). Any failed call, parse failure or missing
 decision prints `!!!` and the script exits non-zero.
 
-Run: `.venv/bin/python bench/agents.py` (the year: about 5 minutes after the build);
+Run: `.venv/bin/python bench/agents.py` (the year: 4-7 minutes after a 1.5-2 minute build);
 `.venv/bin/python bench/agents.py --sessions 20` for a quick check.
 """
 

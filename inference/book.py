@@ -80,6 +80,7 @@ class Holding:
         shown = tuple(getattr(self, name) for name in self.__dataclass_fields__)
         return hashlib.sha256(repr(shown).encode()).hexdigest()
 
+
 def _finite(value: Any) -> float | None:
     if value is None:
         return None

@@ -14,6 +14,7 @@ rerun of a finished range makes no call and a changed book re-asks only what it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -316,7 +317,9 @@ class _Item:
 
 class _Asker:
     """Finds each item's answer: by key and hash in the cache, else by asking its backend;
-    everything asked in one `answer` call goes out together (one batch per backend)."""
+    everything asked in one `answer` call goes out together (one batch per backend). One event
+    loop serves every call, and a backend that can keep its connections open between batches
+    (`kept_connections`) does so until `close`: dates are asked one after the other."""
 
     def __init__(
         self,
@@ -330,6 +333,41 @@ class _Asker:
         self._full_snapshots, self.summaries = full_snapshots, summaries
         self.answers: dict[str, Response] = {}
         self.cached: set[str] = set()
+        self._loop = asyncio.new_event_loop()
+        self._kept = contextlib.AsyncExitStack()
+        self._backends: dict[str, Backend] = {}
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._kept.aclose())
+        finally:
+            self._loop.close()
+
+    async def _backend_for(self, items: list[_Item]) -> Backend:
+        """The injected backend, else the model's: a rule agent's reads this batch's
+        contexts; a server's is made once and keeps its connections."""
+        if self.backend is not None:
+            return self.backend
+        arm = items[0].arm
+        if arm.model.backend == "reference":
+            contexts = {
+                item.request_hash: DecisionContext(
+                    item.snapshot,
+                    item.arm.mode,
+                    get_attitude(item.arm.attitude),
+                    item.arm.replicate,
+                    item.holding,
+                )
+                for item in items
+            }
+            return make_backend(arm, contexts)
+        if arm.model.key not in self._backends:
+            backend = make_backend(arm, {})
+            keep = getattr(backend, "kept_connections", None)
+            if keep is not None:
+                await self._kept.enter_async_context(keep())
+            self._backends[arm.model.key] = backend
+        return self._backends[arm.model.key]
 
     def answer(self, items: list[_Item]) -> None:
         hashes = self.cache.lookup_requests(item.key for item in items)
@@ -356,7 +394,7 @@ class _Asker:
             self.cached.update(found)
             missing = [item for item in unanswered if item.request_hash not in self.answers]
             if missing:
-                asyncio.run(self._ask(missing))
+                self._loop.run_until_complete(self._ask(missing))
 
     async def _ask(self, items: list[_Item]) -> None:
         by_model: dict[str, list[_Item]] = defaultdict(list)
@@ -366,19 +404,7 @@ class _Asker:
 
     async def _ask_one_backend(self, items: list[_Item]) -> None:
         requests = {item.request_hash: item for item in items}
-        backend = self.backend
-        if backend is None:
-            contexts = {
-                item.request_hash: DecisionContext(
-                    item.snapshot,
-                    item.arm.mode,
-                    get_attitude(item.arm.attitude),
-                    item.arm.replicate,
-                    item.holding,
-                )
-                for item in items
-            } if items[0].arm.model.backend == "reference" else {}  # fmt: skip
-            backend = make_backend(items[0].arm, contexts)
+        backend = await self._backend_for(items)
         unique = [item.request for item in requests.values() if item.request is not None]
         async for response in backend.run(unique):
             item = requests[response.request_hash]
@@ -430,8 +456,12 @@ def run_agents(
 
     recipes = {arm.slug: request_recipe(arm, token_budget) for arm in arms}
     step = progress or _progress_bar(len(by_day), "decision dates")
-    with ResponseCache(layout.response_cache) as cache:
-        asker = _Asker(cache, token_budget, full_snapshots, backend, summaries)
+    with (
+        ResponseCache(layout.response_cache) as cache,
+        contextlib.closing(
+            _Asker(cache, token_budget, full_snapshots, backend, summaries)
+        ) as asker,
+    ):
         blind = [arm for arm in arms if not arm.position_aware]
         # The blind arms' whole range first, as one batch: their prompts do not need the book.
         asker.answer(

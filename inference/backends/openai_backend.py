@@ -28,6 +28,7 @@ here and is the same whichever transport carries the bytes (`inference.backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -162,6 +163,7 @@ class OpenAIBackend:
         self.transport = transport
         self.thinking_switch = thinking_switch
         self._rng = random.Random(seed)
+        self._kept: _Run | None = None  # a transport kept open across `run` calls
         self._in_flight = dict.fromkeys(self.base_urls, 0)
         self._dropped: dict[str, set[str]] = {url: set() for url in self.base_urls}
         self._turn = 0
@@ -178,12 +180,23 @@ class OpenAIBackend:
 
     # --- running ---------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def kept_connections(self) -> AsyncIterator[OpenAIBackend]:
+        """Keep one transport (and its open connections) for every `run` inside: a caller
+        that sends one batch per decision date does not reconnect for each date."""
+        self._kept = self._start_run()
+        try:
+            yield self
+        finally:
+            kept, self._kept = self._kept, None
+            await kept.transport.aclose()
+
     async def run(self, requests: Sequence[ChatRequest]) -> AsyncIterator[Response]:
         """Yield one Response per request as each completes, at most `concurrency` in flight."""
         pending = list(requests)
         if not pending:
             return
-        context = self._start_run()
+        context = self._kept or self._start_run()
         results: asyncio.Queue[Response] = asyncio.Queue()
         feed = iter(pending)
 
@@ -200,7 +213,8 @@ class OpenAIBackend:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            await context.transport.aclose()
+            if context is not self._kept:
+                await context.transport.aclose()
 
     def _start_run(self) -> _Run:
         secret = os.environ.get(self.api_key_env) if self.api_key_env else None
