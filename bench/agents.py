@@ -63,6 +63,7 @@ from backtest.book import BookKeeper  # noqa: E402
 from inference.engine import run_agents  # noqa: E402
 from inference.experiments import Arm, ModelConfig  # noqa: E402
 from ingest.layout import DataLayout  # noqa: E402
+from tests.openai_server import spawn  # noqa: E402
 
 START, END = "2024-07-01", "2025-06-30"
 MARKETS = ("us", "cn")
@@ -73,19 +74,8 @@ DEFAULT_DATA = Path(tempfile.gettempdir()) / "strat_llm_bench_agents"
 
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
-    """The test server in its own process (as `bench/inference.py` starts it); its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.openai_server", "--latency-s", str(latency_s), "--no-record"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    if len(line) != 2 or line[0] != "PORT":
-        process.kill()
-        raise RuntimeError(f"server did not start: {line}")
-    return process, f"http://127.0.0.1:{line[1]}/v1"
+    """The test server in its own process; returns it and its base URL."""
+    return spawn(latency_s, cwd=str(ROOT))
 
 
 def build_data(data_dir: Path) -> DataLayout:

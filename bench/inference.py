@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from inference.backends.base import Response  # noqa: E402
 from inference.backends.openai_backend import OpenAIBackend  # noqa: E402
 from inference.requests import ChatRequest  # noqa: E402
+from tests.openai_server import spawn  # noqa: E402
 
 LEVELS = (1, 8, 64, 128)
 TRANSPORTS = ("openai", "lean")
@@ -60,18 +61,7 @@ class Result:
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
     """The test server in its own process; returns it and its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.openai_server", "--latency-s", str(latency_s), "--no-record"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    if len(line) != 2 or line[0] != "PORT":
-        process.kill()
-        raise RuntimeError(f"server did not start: {line}")
-    return process, f"http://127.0.0.1:{line[1]}/v1"
+    return spawn(latency_s, cwd=str(ROOT))
 
 
 def make_requests(count: int, tag: str) -> list[ChatRequest]:

@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -426,6 +427,23 @@ class OpenAIServer:
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": usage,
         }
+
+
+def spawn(latency_s: float, cwd: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """This server in a process of its own (its CPU apart from a bench's client), without a
+    request log: the process and its base URL. The caller kills it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.openai_server", "--latency-s", str(latency_s), "--no-record"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    if len(line) != 2 or line[0] != "PORT":
+        process.kill()
+        raise RuntimeError(f"server did not start: {line}")
+    return process, f"http://127.0.0.1:{line[1]}/v1"
 
 
 def main(argv: list[str] | None = None) -> int:
