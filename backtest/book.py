@@ -60,6 +60,15 @@ class _MarketBars:
         """How many sessions of the axis come before `day`."""
         return int(self.axis.searchsorted(pd.Timestamp(day)))
 
+    def targets(self, decisions: pd.DataFrame) -> np.ndarray:
+        """What one session's decision rows (by ticker) execute, on this market's tickers;
+        NaN (keep the shares) for a ticker without a decision."""
+        target = np.full(len(self.tickers), np.nan)
+        index = self.tickers.get_indexer(decisions["ticker"])
+        inside = index >= 0
+        target[index[inside]] = decision_targets(decisions).to_numpy()[inside]
+        return target
+
     def opening_state(self, first: int) -> SleeveState:
         """Flat sleeves whose limit reference is the close before session `first`."""
         state = SleeveState.opening(self.rules)
@@ -143,11 +152,7 @@ class BookKeeper:
                     bars.opening_state(position), position - 1, LastFills.none(len(bars.tickers))
                 )
                 self._sleeves[(arm, market)] = sleeves
-            target = np.full(len(bars.tickers), np.nan)
-            index = bars.tickers.get_indexer(part["ticker"])
-            inside = index >= 0
-            target[index[inside]] = decision_targets(part.reset_index(drop=True)).to_numpy()[inside]
-            sleeves.targets[position] = target
+            sleeves.targets[position] = bars.targets(part.reset_index(drop=True))
 
     def finish(self) -> None:
         """Step every book through its last decided session."""
@@ -157,32 +162,24 @@ class BookKeeper:
 
     def _resume(self, arm: str, bars: _MarketBars, day: date) -> _Sleeves | None:
         """The latest book on disk before `day`, if any."""
-        folder = self.layout.book_file(arm, bars.market, day).parent
-        earlier = sorted(
-            path
-            for path in folder.glob("date=*.parquet")
-            if path.stem.removeprefix("date=") < day.isoformat()
-        )
-        if not earlier:
+        latest = self.layout.latest_book_file(arm, bars.market, day)
+        if latest is None:
             return None
-        frame = pd.read_parquet(earlier[-1])
-        frame = frame.set_index("ticker").reindex(bars.tickers)
+        book_date, path = latest
+        table = pq.read_table(path)
+        frame = table.to_pandas().set_index("ticker").reindex(bars.tickers)
         if frame["date"].isna().any():
             missing = ", ".join(map(str, frame.index[frame["date"].isna()][:5]))
-            raise ValueError(f"{earlier[-1]}: the book has no row for ticker(s) {missing}")
-        position = bars.position(date.fromisoformat(earlier[-1].stem.removeprefix("date=")))
+            raise ValueError(f"{path}: the book has no row for ticker(s) {missing}")
+        position = bars.position(book_date)
         if position is None:
-            raise ValueError(f"{earlier[-1]}: not a session of the {bars.market} price file")
+            raise ValueError(f"{path}: not a session of the {bars.market} price file")
         sleeves = _Sleeves(
             # the book names the simulation's held_sessions for its readers: sessions_held
             SleeveState.from_columns(frame.rename(columns={"sessions_held": "held_sessions"})),
             position,
-            LastFills(
-                frame["last_fill_date"].to_numpy(dtype="datetime64[D]"),
-                frame["last_fill_shares"].to_numpy(dtype=np.float64, na_value=np.nan),
-                frame["last_fill_price"].to_numpy(dtype=np.float64, na_value=np.nan),
-            ),
-            rows=pq.read_table(earlier[-1]).to_pylist(),
+            LastFills.of(frame),
+            rows=table.to_pylist(),
         )
         self._sleeves[(arm, bars.market)] = sleeves
         return sleeves
@@ -197,16 +194,14 @@ class BookKeeper:
             self._step(arm, bars, sleeves, position, target)
 
     def _landed_targets(self, arm: str, bars: _MarketBars, position: int) -> np.ndarray:
-        target = np.full(len(bars.tickers), np.nan)
         path = self.layout.decision_file(arm, bars.market, bars.axis[position].date())
-        if path.is_file():
-            frame = pd.read_parquet(
+        if not path.is_file():
+            return np.full(len(bars.tickers), np.nan)
+        return bars.targets(
+            pd.read_parquet(
                 path, columns=["ticker", "target_exposure", "previous_exposure", "parse_status"]
             )
-            index = bars.tickers.get_indexer(frame["ticker"])
-            inside = index >= 0
-            target[index[inside]] = decision_targets(frame).to_numpy()[inside]
-        return target
+        )
 
     def _step(
         self, arm: str, bars: _MarketBars, sleeves: _Sleeves, position: int, target: np.ndarray
@@ -246,19 +241,10 @@ class BookKeeper:
         write_atomically(path, lambda target_path: pq.write_table(table, target_path))
         self.written.append(path)
         sleeves.state, sleeves.at, sleeves.rows = state, position, rows
-        sleeves.fills = LastFills(
-            np.array(
-                [row["last_fill_date"] or np.datetime64("NaT") for row in rows], "datetime64[D]"
-            ),
-            np.array([_or_nan(row["last_fill_shares"]) for row in rows]),
-            np.array([_or_nan(row["last_fill_price"]) for row in rows]),
-        )
+        fills = table.select(["last_fill_date", "last_fill_shares", "last_fill_price"])
+        sleeves.fills = LastFills.of(fills.to_pandas())
 
 
 def row_hash(row: dict[str, Any]) -> str:
     """A book row's content hash (its `repr` is exact for floats and dates)."""
     return hashlib.blake2b(repr(sorted(row.items())).encode(), digest_size=8).hexdigest()
-
-
-def _or_nan(value: float | None) -> float:
-    return np.nan if value is None else value

@@ -394,20 +394,6 @@ def _count_by_arm(arms: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
     return arms["arm"].map(rows.groupby("arm").size()).fillna(0).astype("int64")
 
 
-# The columns a book adds to a simulated sleeve row (order_status is added from its codes).
-BOOK_COLUMNS = (
-    "cost_basis",
-    "avg_entry_price",
-    "entry_date",
-    "sessions_held",
-    "unrealized_return",
-    "last_fill_date",
-    "last_fill_shares",
-    "last_fill_price",
-    "order_status",
-)
-
-
 @dataclass(frozen=True)
 class LastFills:
     """Each series' latest fill before a block of sessions (NaT / NaN when none)."""
@@ -422,6 +408,15 @@ class LastFills:
             np.full(n_series, np.datetime64("NaT"), dtype="datetime64[D]"),
             np.full(n_series, np.nan),
             np.full(n_series, np.nan),
+        )
+
+    @classmethod
+    def of(cls, book: pd.DataFrame) -> LastFills:
+        """The latest fills a book (one row per series) carries into the next session."""
+        return cls(
+            book["last_fill_date"].to_numpy(dtype="datetime64[D]"),
+            book["last_fill_shares"].to_numpy(dtype=np.float64, na_value=np.nan),
+            book["last_fill_price"].to_numpy(dtype=np.float64, na_value=np.nan),
         )
 
 

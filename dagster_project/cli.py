@@ -229,7 +229,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     except (ExperimentError, SnapshotNotFound) as error:
         print(f"strat-llm prompt: {error}", file=sys.stderr)
         return 1
-    book_date, books = latest_books(layout.book_file(arm.slug, args.market, day).parent, day)
+    book_date, books = latest_books(layout, arm.slug, args.market, day)
     holding = books.get(args.ticker)
     if not arm.position_aware:
         where = "none: a blind arm's prompt does not show its book"

@@ -10,10 +10,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -88,22 +87,20 @@ def _finite(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def latest_books(folder: Path, before: date) -> tuple[date | None, dict[str, Holding]]:
-    """The book of one arm and market (`landing/book/arm=<slug>/market=<m>/`) after its latest
-    session before `before`, by ticker; (None, {}) when it has none yet."""
-    dated = sorted(
-        (date.fromisoformat(path.stem.removeprefix("date=")), path)
-        for path in folder.glob("date=*.parquet")
-    )
-    earlier = [(day, path) for day, path in dated if day < before]
-    if not earlier:
+def latest_books(
+    layout: DataLayout, arm: str, market: str, before: date
+) -> tuple[date | None, dict[str, Holding]]:
+    """The arm's book in a market after its latest session before `before`, by ticker;
+    (None, {}) when it has none yet."""
+    latest = layout.latest_book_file(arm, market, before)
+    if latest is None:
         return None, {}
-    day, path = earlier[-1]
+    day, path = latest
     rows = pq.read_table(path).to_pylist()
     return day, {row["ticker"]: Holding.from_row(row) for row in rows}
 
 
-def stale_decisions(layout: DataLayout, arms: Sequence[str] | None = None) -> pd.DataFrame:
+def stale_decisions(layout: DataLayout) -> pd.DataFrame:
     """Decisions made on a book that has changed since: the latest book before their date is
     not the row (`book_hash`) or the session (`book_date`) they were shown. One row per such
     decision: arm, market, ticker, decision_date, book_date, current_book_date."""
@@ -121,7 +118,6 @@ def stale_decisions(layout: DataLayout, arms: Sequence[str] | None = None) -> pd
         with decisions as (
             select arm, market, ticker, decision_date, book_date, book_hash
             from read_parquet(?, union_by_name = true, hive_partitioning = false)
-            where ? or list_contains(?, arm)
         ),
         books as ({books})
         select decisions.arm, decisions.market, decisions.ticker, decisions.decision_date,
@@ -133,6 +129,4 @@ def stale_decisions(layout: DataLayout, arms: Sequence[str] | None = None) -> pd
         order by all
     """
     with duckdb.connect() as connection:
-        return connection.execute(
-            query, [layout.decision_files, arms is None, list(arms or [])]
-        ).df()
+        return connection.execute(query, [layout.decision_files]).df()

@@ -67,6 +67,16 @@ class DataLayout:
         """The `book` of one arm and market after session `day` (one row per ticker)."""
         return self._keyed_file("book", arm, market, day)
 
+    def latest_book_file(self, arm: str, market: str, before: date) -> tuple[date, Path] | None:
+        """The book file of the arm and market with the latest session before `before`."""
+        folder = self.book_file(arm, market, before).parent
+        earlier = [
+            (day, path)
+            for path in folder.glob("date=*.parquet")
+            if (day := date.fromisoformat(path.stem.removeprefix("date="))) < before
+        ]
+        return max(earlier) if earlier else None
+
     def _keyed_file(self, table: str, arm: str, market: str, day: date) -> Path:
         # The market is in the key: nothing written for one market may touch another's rows.
         folder = self.landing_dir / table / f"arm={arm}" / f"market={market}"
