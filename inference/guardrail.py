@@ -57,6 +57,17 @@ def _override(previous: float, violation: str) -> GuardedDecision:
     return GuardedDecision("hold", previous, "overridden", violation)
 
 
+def stop_loss_reached(position: Holding | None, attitude: Attitude | None) -> bool:
+    """The held position has lost the attitude's stop-loss or more against its entry price."""
+    return (
+        attitude is not None
+        and position is not None
+        and position.held
+        and position.unrealized_return is not None
+        and position.unrealized_return <= -attitude.stop_loss + _TOLERANCE
+    )
+
+
 def _stop_out(position: Holding | None) -> GuardedDecision:
     loss = position.unrealized_return if position is not None else None
     return GuardedDecision(
@@ -85,13 +96,7 @@ def apply_guardrail(
     attitude: Attitude | None,
 ) -> GuardedDecision:
     previous = position.exposure if position is not None else 0.0
-    stop_hit = (
-        attitude is not None
-        and position is not None
-        and position.held
-        and position.unrealized_return is not None
-        and position.unrealized_return <= -attitude.stop_loss + _TOLERANCE
-    )
+    stop_hit = stop_loss_reached(position, attitude)
     if decision.status == "failed" or decision.action is None or decision.target_exposure is None:
         if mode == "strict" and stop_hit:
             return _stop_out(position)

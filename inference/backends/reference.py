@@ -18,6 +18,7 @@ from typing import Any
 from inference.attitudes import Attitude
 from inference.backends.base import Response
 from inference.book import Holding
+from inference.guardrail import stop_loss_reached
 from inference.requests import ChatRequest
 from inference.strategies import RULE_IDS
 
@@ -65,13 +66,7 @@ def decide(context: DecisionContext) -> dict[str, Any]:
     ceiling = context.attitude.max_exposure if context.attitude else 1.0
     jitter = _jitter(context)
     holding = context.holding
-    held = holding is not None and holding.held
-    if (
-        held
-        and context.attitude is not None
-        and holding.unrealized_return is not None
-        and holding.unrealized_return <= -context.attitude.stop_loss
-    ):
+    if stop_loss_reached(holding, context.attitude):
         return _answer("sell", 0.0, 0.8 + jitter, None, "stop-loss reached")
     if context.mode == "free":
         # Trend judgement from returns alone: more momentum, more exposure.
@@ -81,12 +76,12 @@ def decide(context: DecisionContext) -> dict[str, Any]:
         reason = f"20/5-session momentum {momentum:+.3f}"
         if holding is not None and abs(exposure - holding.exposure) < REBALANCE_BAND:
             return _answer("hold", holding.exposure, confidence, None, f"{reason}; on target")
-        action = "buy" if holding is None and exposure >= 0.5 else "sell"
-        if holding is not None:
-            action = "buy" if exposure > holding.exposure else "sell"
+        # against the book (outside the band, so never equal), else the blind midpoint
+        level = holding.exposure if holding is not None else 0.5
+        action = "buy" if exposure >= level else "sell"
         return _answer(action, exposure, confidence, None, reason)
     entries, exits = _firing(signals, "entry"), _firing(signals, "exit")
-    if holding is not None and not held:
+    if holding is not None and not holding.held:
         exits = []  # exit rules apply to what is held
     return _settled(_ruled(context, entries, exits, ceiling, jitter), holding)
 
