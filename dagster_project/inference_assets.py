@@ -17,7 +17,10 @@ book that has changed since.
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -26,6 +29,12 @@ from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource
 from dagster_project.warehouse_assets import DECISION_PARTITIONS
 from ingest.calendars import MARKETS
+
+if TYPE_CHECKING:  # the packages load inside the asset, off the CLI's start-up path
+    from inference.backends.base import Backend
+    from inference.engine import RunSummary
+    from inference.experiments import Arm
+    from ingest.layout import DataLayout
 
 ARM_PARTITIONS = dg.DynamicPartitionsDefinition(name="arm")
 # Keys read "<arm>|<date>": Dagster orders the dimensions by name.
@@ -65,14 +74,14 @@ def dates_by_arm(partition_keys: list[str]) -> dict[str, list[date]]:
 
 
 def decide(
-    arms: list,
-    days: list[date],
-    layout,
+    arms: Sequence["Arm"],
+    days: Sequence[date],
+    layout: "DataLayout",
     *,
-    markets: list[str] | tuple[str, ...] = MARKETS,
+    markets: Sequence[str] = MARKETS,
     token_budget: int | None = None,
-    backend=None,
-):
+    backend: "Backend | None" = None,
+) -> tuple[dict[str, "RunSummary"], list[Path]]:
     """The arms' decisions and books over these dates: (summaries by arm, book files)."""
     from backtest.book import BookKeeper
     from inference.engine import run_agents
@@ -91,7 +100,9 @@ def decide(
     return summaries, keeper.written
 
 
-def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: DataDirResource):
+def run_agent_range(
+    partition_keys: list[str], config: InferConfig, data_dir: DataDirResource
+) -> tuple[dict[str, "RunSummary"], list[Path]]:
     """Decide and book every (arm, date) partition of a run: (summaries by arm, book files)."""
     from inference.experiments import load_experiment
 
@@ -148,7 +159,6 @@ def run_agent_range(partition_keys: list[str], config: InferConfig, data_dir: Da
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: DataDirResource):
-    # The book of D-1 is upstream of the decisions of D: Dagster wants it reported first.
     summaries, book_files = run_agent_range(list(context.partition_keys), config, data_dir)
     totals: dict[str, int] = defaultdict(int)
     for summary in summaries.values():
@@ -156,6 +166,7 @@ def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: Dat
             totals[name] += getattr(summary, name)
         totals["overridden"] += summary.overridden
         totals["files"] += len(summary.files)
+    # The book of D-1 is upstream of the decisions of D: Dagster wants it reported first.
     yield dg.MaterializeResult(
         asset_key=BOOK, metadata={"files": dg.MetadataValue.int(len(book_files))}
     )
@@ -191,8 +202,6 @@ def llm_decisions_follow_their_book(data_dir: DataDirResource) -> dg.AssetCheckR
                 if partitions
                 else ""
             ),
-            "sample": dg.MetadataValue.md(
-                stale.head(20).to_markdown(index=False) if len(stale) else ""
-            ),
+            "sample": dg.MetadataValue.text(stale.head(20).to_string(index=False)),
         },
     )

@@ -178,9 +178,9 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
     known = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
     instance.add_dynamic_partitions(ARM_PARTITIONS.name, [a for a in arms if a not in known])
     order = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
+    book_check = llm_decisions_follow_their_book
     lines = []
     for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
-        book_check = llm_decisions_follow_their_book
         result, report = run_assets(
             [warehouse_dbt_assets, pit_snapshots_leakage_gate, agents, book_check],
             dg.AssetSelection.assets(agents)

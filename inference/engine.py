@@ -116,10 +116,8 @@ class BookSource(Protocol):
 
 
 # What deciding needs besides the prompt: a rerun that finds every request reads only these.
-_DECISION_COLUMNS = (
-    "market, ticker, decision_date, snapshot_hash, signals, features.last_close as last_close"
-)
-_ALL_COLUMNS = "*, features.last_close as last_close"
+_DECISION_COLUMNS = "market, ticker, decision_date, snapshot_hash, signals"
+_ALL_COLUMNS = "*"
 
 
 def load_snapshots(
