@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from dagster_project.cli import main
 from dagster_project.inference_assets import decide
@@ -94,3 +95,19 @@ def test_export_answer_import_then_infer_without_calls(
     assert [json.loads(t)["custom_id"] for t in again.read_text().splitlines()] == [
         lines[0]["custom_id"]
     ]
+
+
+def test_a_position_aware_arm_cannot_be_one_batch_and_says_which_arm_can(
+    sample_copy: DataLayout, tmp_path: Path, capsys
+):
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(EXPERIMENTS)
+    args = ["--data-dir", str(sample_copy.data_dir), "batch", "export", "--arm", "offline__strict"]
+    args += ["--start", "2025-03-03", "--end", "2025-03-05", "--out", str(tmp_path / "b.jsonl")]
+    assert main([*args, "--experiments", str(experiments)]) == 1
+    error = capsys.readouterr().err
+    assert "offline__strict is position-aware" in error and "offline__strict__blind" in error
+    assert not (tmp_path / "b.jsonl").exists()
+    arm = load_experiment(experiments).arm("offline__strict")
+    with pytest.raises(ValueError, match="a batch file cannot answer"):
+        decide([arm], DAYS, sample_copy)
