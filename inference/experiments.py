@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ _SAMPLING = {
 
 
 SLUG_GRAMMAR = "<model>__<mode>[__<attitude>][__blind][__r<replicate>]"
+# A model key is a real model id: `org/name`, dots, dashes, colons (`qwen3:8b`) and the like.
+# It becomes one folder name through ingest.layout.arm_component, so the slash is safe there;
+# refused are what reads as a path of its own (`..`, an empty or absolute segment, `\`),
+# whitespace and control characters, and Dagster's partition-key separators (`|`, `,`, `...`).
+_MODEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]*")
 
 
 class ExperimentError(ValueError):
@@ -122,6 +128,7 @@ class Experiment:
         if len(parts) < 2:
             raise ExperimentError(f"arm {slug!r}: expected {SLUG_GRAMMAR}")
         model_key, mode, rest = parts[0], parts[1], parts[2:]
+        check_model_key(model_key, f"arm {slug!r}")
         replicate = 0
         if rest and rest[-1].startswith("r") and rest[-1][1:].isdigit():
             replicate = int(rest.pop()[1:])
@@ -156,6 +163,20 @@ class Experiment:
         return Arm(model, mode, attitude, replicate, view)
 
 
+def check_model_key(key: str, where: str) -> None:
+    """Refuse a model key that is not a plain model id (see _MODEL_KEY)."""
+    segments = key.split("/")
+    if (
+        not _MODEL_KEY.fullmatch(key)
+        or "..." in key
+        or any(segment in ("", ".", "..") for segment in segments)
+    ):
+        raise ExperimentError(
+            f"{where}: model {key!r} is not a model id: use letters, digits and . _ - : @ + = "
+            "and '/' between non-empty parts (org/name); no '..', spaces, '|' or ','"
+        )
+
+
 def _check_choice(what: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ExperimentError(f"{what} {value!r} is not one of {', '.join(map(str, choices))}")
@@ -165,6 +186,7 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
     where = f"{source}: models.{key}"
     if "__" in key or not key:
         raise ExperimentError(f"{where}: a model key may not be empty or contain '__'")
+    check_model_key(key, where)
     if not isinstance(raw, dict):
         raise ExperimentError(f"{where}: expected a mapping of settings")
     unknown = sorted(set(raw) - _MODEL_FIELDS)

@@ -10,10 +10,27 @@ import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 DATA_DIR_ENV = "STRAT_LLM_DATA"
 WAREHOUSE_ENV = "STRAT_LLM_WAREHOUSE"
 WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+def arm_component(arm: str) -> str:
+    """The folder name of an arm in the landing layout: `arm=` and the slug percent-encoded
+    (RFC 3986: letters, digits and `-._~` stay; `/` of `org/name` model ids becomes `%2F`, `%`
+    itself `%25`). One path component, whatever the slug: nothing can name a parent folder."""
+    if not arm:
+        raise ValueError("an arm slug may not be empty")
+    return "arm=" + quote(arm, safe="-._~")
+
+
+def arm_from_component(component: str) -> str:
+    """The arm slug of a landing folder name (the inverse of `arm_component`)."""
+    if not component.startswith("arm="):
+        raise ValueError(f"{component!r} is not an arm folder (arm=<encoded slug>)")
+    return unquote(component.removeprefix("arm="))
 
 
 def _absolute(path: str | Path) -> Path:
@@ -79,7 +96,7 @@ class DataLayout:
 
     def _keyed_file(self, table: str, arm: str, market: str, day: date) -> Path:
         # The market is in the key: nothing written for one market may touch another's rows.
-        folder = self.landing_dir / table / f"arm={arm}" / f"market={market}"
+        folder = self.landing_dir / table / arm_component(arm) / f"market={market}"
         return folder / f"date={day.isoformat()}.parquet"
 
     @property
