@@ -88,7 +88,13 @@ def _response_of(line: dict, number: int, source: Path) -> Response:
     status = response.get("status_code")
     if error or status != 200:
         detail = (error or {}).get("message") if isinstance(error, dict) else error
-        return Response(custom_id, NAME, None, error=f"batch error: {detail or f'HTTP {status}'}")
+        return Response(
+            custom_id,
+            NAME,
+            None,
+            error=f"batch error: {detail or f'HTTP {status}'}",
+            error_class="batch_error",
+        )
     return parse_completion(response.get("body")).response(custom_id, NAME)
 
 
@@ -127,4 +133,5 @@ class BatchFileBackend:
                 error="not answered by any imported batch: run `strat-llm batch export`, send "
                 "the file to `vllm run-batch` or the OpenAI Batch API, then `strat-llm batch "
                 "import` the output",
+                error_class="not_in_batch",
             )

@@ -138,7 +138,7 @@ def test_backoff_is_full_jitter_and_seedable():
     delays = []
     for _ in range(2):
         engine = OpenAIBackend(["http://x"], backoff_base_s=0.5, backoff_cap_s=4.0, seed=7)
-        failure = _Failure("timed out", retryable=True)
+        failure = _Failure("timed out", retryable=True, error_class="timeout")
         delays.append([engine._delay(failure, attempt) for attempt in range(1, 8)])
     assert delays[0] == delays[1]
     ceilings = [min(4.0, 0.5 * 2 ** (attempt - 1)) for attempt in range(1, 8)]
@@ -351,6 +351,41 @@ def test_an_unreachable_server_is_a_recorded_connection_failure(transport: str):
     [response] = run(backend(url, transport, max_attempts=2), [request("nobody home")])
     assert response.text is None and response.attempts == 2
     assert response.error is not None and "connection error" in response.error
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_closed_port_is_given_up_early_not_retried_for_every_request(transport: str):
+    with OpenAIServer() as server:
+        url = server.base_url
+    engine = backend(url, transport, concurrency=4, max_attempts=6, unreachable_after=3)
+    responses = run(engine, [request(f"nobody home {n}") for n in range(40)])
+    assert engine.unreachable == {url}
+    assert all(response.text is None for response in responses)
+    # Only the requests in flight when the port was given up made attempts; the rest none.
+    assert sum(response.attempts for response in responses) <= 3 + 4
+    given_up = [response for response in responses if response.error_class == "unreachable"]
+    assert len(given_up) >= 40 - 4
+    assert "refused 3 connections in a row" in (given_up[0].error or "")
+    assert {response.error_class for response in responses} <= {"unreachable", "connection"}
+
+
+def test_a_closed_replica_is_given_up_and_the_other_answers():
+    with OpenAIServer() as gone:
+        closed = gone.base_url
+    with OpenAIServer() as server:
+        engine = backend([closed, server.base_url], concurrency=2, unreachable_after=2)
+        responses = run(engine, [request(f"q{n}") for n in range(12)])
+    assert engine.unreachable == {closed}
+    assert all(response.text is not None for response in responses)
+
+
+def test_a_connection_broken_mid_exchange_does_not_give_the_server_up():
+    rules = [Rule("flaky", [Fault.drop()] * 5)]
+    with OpenAIServer(rules=rules) as server:
+        engine = backend(server.base_url, max_attempts=6, unreachable_after=2)
+        [response] = run(engine, [request("flaky")])
+    assert response.text is not None and response.attempts == 6
+    assert engine.unreachable == frozenset()
 
 
 def test_stopping_early_cancels_the_rest_cleanly():

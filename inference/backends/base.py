@@ -8,6 +8,20 @@ from typing import Any, Protocol
 
 from inference.requests import ChatRequest
 
+# Why a request got no answer. `unreachable`: the server refused every connection, so the
+# backend stopped trying it; `connection`: a connection failed or broke mid-exchange.
+ERROR_CLASSES = (
+    "unreachable",
+    "connection",
+    "timeout",
+    "http_error",
+    "malformed_response",
+    "not_in_batch",
+    "batch_error",
+    "no_context",
+    "internal",
+)
+
 
 @dataclass(frozen=True)
 class Response:
@@ -24,6 +38,9 @@ class Response:
     finish_reason: str | None = None
     attempts: int = 1
     error: str | None = None  # why no usable text came back after all retries
+    # The kind of failure, one of ERROR_CLASSES (None when text came back): what a summary
+    # counts and a decision row records as its error class.
+    error_class: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

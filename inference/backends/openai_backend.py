@@ -19,7 +19,13 @@ here and is the same whichever transport carries the bytes (`inference.backends.
   and malformed 2xx bodies (not JSON, no choices) are retried with exponential backoff and full
   jitter, up to `max_attempts` attempts in all; any other 4xx is a recorded failure at once.
   Empty content is not retried: it is a Response with text "" (the parser marks it failed).
-  A request that never succeeds is a Response with text None, `error` and `attempts` set.
+  A request that never succeeds is a Response with text None, `error`, `error_class` and
+  `attempts` set.
+- Unreachable servers: a base URL whose last `unreachable_after` connection attempts in a row
+  all failed to connect (refused, no route, DNS) is given up for the rest of the backend's
+  life; when every base URL is given up, each request still waiting fails at once with
+  error_class `unreachable`, so a closed port costs about a second, not every request's
+  retries with backoff.
 - Secrets: the API key is read from the environment (`api_key_env`) when `run` starts and is
   given only to the transport's request headers; "EMPTY" (what vLLM accepts) when unset. It is
   scrubbed from every error text and is in no log line, Response or repr.
@@ -44,6 +50,7 @@ from typing import Any, Literal
 from inference.backends.base import Response
 from inference.backends.transport import (
     ChatTransport,
+    ConnectionFailed,
     HTTPStatusError,
     LeanTransport,
     MalformedBody,
@@ -73,6 +80,7 @@ class _Failure:
 
     message: str
     retryable: bool
+    error_class: str  # one of inference.backends.base.ERROR_CLASSES
     delay_s: float | None = None  # a wait the server asked for (Retry-After); None: backoff
     immediate: bool = False  # resend at once: a fallback changed the body
 
@@ -139,6 +147,7 @@ class OpenAIBackend:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         max_retry_after_s: float = 120.0,
+        unreachable_after: int = 3,
         seed: int | None = None,
         transport: TransportName = "lean",
         thinking_switch: bool = True,
@@ -160,12 +169,15 @@ class OpenAIBackend:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.max_retry_after_s = max_retry_after_s
+        self.unreachable_after = unreachable_after
         self.transport = transport
         self.thinking_switch = thinking_switch
         self._rng = random.Random(seed)
         self._kept: _Run | None = None  # a transport kept open across `run` calls
         self._in_flight = dict.fromkeys(self.base_urls, 0)
         self._dropped: dict[str, set[str]] = {url: set() for url in self.base_urls}
+        self._connect_failures = dict.fromkeys(self.base_urls, 0)  # in a row, per base URL
+        self._unreachable: set[str] = set()
         self._turn = 0
 
     def __repr__(self) -> str:
@@ -173,6 +185,11 @@ class OpenAIBackend:
             f"OpenAIBackend(base_urls={self.base_urls!r}, transport={self.transport!r}, "
             f"concurrency={self.concurrency}, max_attempts={self.max_attempts})"
         )
+
+    @property
+    def unreachable(self) -> frozenset[str]:
+        """The base URLs given up because they refused every connection in a row."""
+        return frozenset(self._unreachable)
 
     def skipped_features(self, base_url: str) -> frozenset[str]:
         """The optional body parts this backend no longer sends to `base_url` (fallbacks)."""
@@ -235,12 +252,18 @@ class OpenAIBackend:
         except Exception as exc:
             message = context.scrub(f"internal error: {exc.__class__.__name__}: {exc}")
             log.error("request %s failed: %s", request.hash[:12], message)
-            return Response(request.hash, self.name, text=None, error=message)
+            return Response(
+                request.hash, self.name, text=None, error=message, error_class="internal"
+            )
 
     async def _attempts(self, request: ChatRequest, context: _Run) -> Response:
-        failure = _Failure("no attempt made", retryable=False)
+        failure = _Failure("no attempt made", retryable=False, error_class="internal")
         attempt, url = 0, None
         for attempt in range(1, self.max_attempts + 1):
+            if len(self._unreachable) == len(self.base_urls):
+                failure = self._unreachable_failure()
+                attempt -= 1  # this attempt was not made
+                break
             url = self._pick_url(avoid=url)
             body = self._body(request, url)
             self._in_flight[url] += 1
@@ -252,6 +275,7 @@ class OpenAIBackend:
             except (TransportError, TimeoutError) as exc:
                 failure = self._classify(exc, url, body, context)
             else:
+                self._connect_failures[url] = 0
                 latency_ms = (time.perf_counter() - started) * 1000.0
                 return completion.response(
                     request.hash, self.name, attempts=attempt, latency_ms=latency_ms
@@ -269,14 +293,30 @@ class OpenAIBackend:
         word = "attempt" if attempt == 1 else "attempts"
         error = f"gave up after {attempt} {word}: {failure.message}"
         log.warning("request %s failed: %s", request.hash[:12], error)
-        return Response(request.hash, self.name, text=None, attempts=attempt, error=error)
+        return Response(
+            request.hash,
+            self.name,
+            text=None,
+            attempts=attempt,
+            error=error,
+            error_class=failure.error_class,
+        )
+
+    def _unreachable_failure(self) -> _Failure:
+        urls = ", ".join(sorted(self._unreachable))
+        return _Failure(
+            f"no server answers: {urls} refused {self.unreachable_after} connections in a row "
+            "(is the server running, and is the URL right?)",
+            retryable=False,
+            error_class="unreachable",
+        )
 
     # --- requests --------------------------------------------------------------------------
 
     def _pick_url(self, avoid: str | None = None) -> str:
         """The base URL with fewest requests in flight, ties in turn; a retry avoids the URL
-        that just failed when there is another."""
-        urls = self.base_urls
+        that just failed when there is another. Unreachable URLs are left out."""
+        urls = [url for url in self.base_urls if url not in self._unreachable]
         if len(urls) == 1:
             return urls[0]
         self._turn = (self._turn + 1) % len(urls)
@@ -293,23 +333,44 @@ class OpenAIBackend:
         if isinstance(exc, HTTPStatusError):
             return self._status_failure(exc, url, body, context)
         if isinstance(exc, TimeoutError | TransportTimeout):
-            return _Failure(f"timed out after {self.timeout_s:g} s", retryable=True)
+            return _Failure(
+                f"timed out after {self.timeout_s:g} s", retryable=True, error_class="timeout"
+            )
         if isinstance(exc, MalformedBody):
-            return _Failure(f"malformed response: {exc}", retryable=True)
-        return _Failure(context.scrub(f"connection error: {exc}"), retryable=True)
+            return _Failure(
+                f"malformed response: {exc}", retryable=True, error_class="malformed_response"
+            )
+        if isinstance(exc, ConnectionFailed) and exc.connecting:
+            self._connect_failures[url] += 1
+            if self._connect_failures[url] >= self.unreachable_after:
+                if url not in self._unreachable:
+                    log.warning(
+                        "%s refused %d connections in a row: given up",
+                        url,
+                        self._connect_failures[url],
+                    )
+                self._unreachable.add(url)
+        return _Failure(
+            context.scrub(f"connection error: {exc}"), retryable=True, error_class="connection"
+        )
 
     def _status_failure(
         self, exc: HTTPStatusError, url: str, body: dict[str, Any], context: _Run
     ) -> _Failure:
         message = context.scrub(f"HTTP {exc.status}: {_excerpt(exc.text)}")
         if exc.status == 429 or exc.status >= 500:
-            return _Failure(message, retryable=True, delay_s=_retry_after_s(exc.retry_after))
+            return _Failure(
+                message,
+                retryable=True,
+                error_class="http_error",
+                delay_s=_retry_after_s(exc.retry_after),
+            )
         if 400 <= exc.status < 500:
             rejected = _rejected_features(exc.text, body)
             if rejected:
                 self._drop(url, rejected, exc.status)
-                return _Failure(message, retryable=True, immediate=True)
-        return _Failure(message, retryable=False)
+                return _Failure(message, retryable=True, error_class="http_error", immediate=True)
+        return _Failure(message, retryable=False, error_class="http_error")
 
     def _drop(self, url: str, features: set[str], status: int) -> None:
         new = features - self._dropped[url]

@@ -136,7 +136,13 @@ class ReferenceBackend:
         for request in requests:
             context = self._contexts.get(request.hash)
             if context is None:
-                yield Response(request.hash, NAME, None, error="no decision context for request")
+                yield Response(
+                    request.hash,
+                    NAME,
+                    None,
+                    error="no decision context for request",
+                    error_class="no_context",
+                )
                 continue
             text = json.dumps(decide(context))
             yield Response(request.hash, NAME, text, latency_ms=0.0, finish_reason="stop")

@@ -43,7 +43,12 @@ class HTTPStatusError(TransportError):
 
 
 class ConnectionFailed(TransportError):
-    """The connection could not be made, or broke before a whole response came back."""
+    """The connection could not be made (`connecting`: refused, no route, unknown host), or
+    broke before a whole response came back."""
+
+    def __init__(self, message: str, *, connecting: bool = False) -> None:
+        super().__init__(message)
+        self.connecting = connecting
 
 
 class TransportTimeout(TransportError):
@@ -310,7 +315,7 @@ class LeanTransport:
             )
         except OSError as exc:
             raise ConnectionFailed(
-                f"cannot connect to {target.host}:{target.port}: {exc}"
+                f"cannot connect to {target.host}:{target.port}: {exc}", connecting=True
             ) from None
         self._open.add(conn)
         return conn
@@ -390,7 +395,10 @@ class OpenAISDKTransport:
             raise TransportTimeout("the SDK's request timed out") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__.__class__.__name__ if exc.__cause__ else "unknown cause"
-            raise ConnectionFailed(f"{exc.message} ({cause})") from None
+            # httpx's ConnectError: no connection was made (the SDK wraps it)
+            raise ConnectionFailed(
+                f"{exc.message} ({cause})", connecting=cause == "ConnectError"
+            ) from None
         except ValueError as exc:  # json.JSONDecodeError from a broken 2xx body
             raise MalformedBody(f"response is not JSON ({exc.__class__.__name__})") from None
         if isinstance(completion, str):  # the SDK hands back non-JSON bodies as text
