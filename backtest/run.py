@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from backtest.lineage import stale_decisions
 from backtest.simulation import (
     DEFAULT_CAPITAL,
     ORDER_STATUSES,
@@ -63,6 +64,9 @@ DECISION_COLUMNS = (
     "target_exposure",
     "previous_exposure",
     "parse_status",
+    "answer_status",
+    "snapshot_hash",
+    "ingest_id",
 )
 
 
@@ -163,11 +167,19 @@ def read_decisions(layout: DataLayout, arms: Sequence[str] | None) -> pd.DataFra
         if arms:
             raise BacktestError(f"no llm_decisions under {layout.landing_dir}; run infer first")
         return pd.DataFrame(columns=list(DECISION_COLUMNS))
-    query = (
-        f"select {', '.join(DECISION_COLUMNS)} from read_parquet(?, union_by_name = true, "
-        "hive_partitioning = false)"
-    )
-    frame = duckdb.connect().execute(query, [layout.decision_files]).df()
+    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+    connection = duckdb.connect()
+    present = {
+        row[0]
+        for row in connection.execute(
+            f"describe select * from {source}", [layout.decision_files]
+        ).fetchall()
+    }
+    # Files written before a column existed read it as null (lineage: refused as stale below).
+    columns = [name if name in present else f"null as {name}" for name in DECISION_COLUMNS]
+    frame = connection.execute(
+        f"select {', '.join(columns)} from {source}", [layout.decision_files]
+    ).df()
     if arms:
         missing = sorted(set(arms) - set(frame["arm"]))
         if missing:
@@ -613,6 +625,18 @@ def run_backtest(
             f"unknown baseline arm(s) {', '.join(unknown)}; expected {', '.join(BASELINE_ARMS)}"
         )
     decisions = read_decisions(layout, config.arms)
+    keep = decisions["market"].isin(config.markets)
+    if config.start:
+        keep &= decisions["decision_date"] >= pd.Timestamp(config.start)
+    if config.end:
+        keep &= decisions["decision_date"] <= pd.Timestamp(config.end)
+    decisions = decisions[keep]
+    stale = stale_decisions(layout.warehouse, decisions)
+    if stale:
+        raise BacktestError(
+            f"{len(stale)} arm(s) have decisions the current warehouse cannot vouch for; "
+            "nothing was backtested:\n" + "\n".join(arm.describe(layout) for arm in stale)
+        )
     rules = market_rules(layout.warehouse)
     summary = BacktestSummary()
     parts: dict[str, list[pa.Table]] = {"sleeves": [], "round_trips": [], "arms": []}

@@ -162,10 +162,18 @@ def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: Dat
     summaries, book_files = run_agent_range(list(context.partition_keys), config, data_dir)
     totals: dict[str, int] = defaultdict(int)
     for summary in summaries.values():
-        for name in ("decisions", "cache_hits", "calls", "failures", "parse_failures"):
+        for name in ("decisions", "cache_hits", "calls", "no_answer", "parse_failures"):
             totals[name] += getattr(summary, name)
         totals["overridden"] += summary.overridden
         totals["files"] += len(summary.files)
+    unanswered = no_answer_report(summaries)
+    if unanswered:
+        # What was answered is written and cached; the partitions stay unmaterialized, so the
+        # UI shows them missing and a rerun asks only what got no answer.
+        raise dg.Failure(
+            description=unanswered,
+            metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
+        )
     # The book of D-1 is upstream of the decisions of D: Dagster wants it reported first.
     yield dg.MaterializeResult(
         asset_key=BOOK, metadata={"files": dg.MetadataValue.int(len(book_files))}
@@ -174,6 +182,30 @@ def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: Dat
         asset_key=LLM_DECISIONS,
         metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
     )
+
+
+def no_answer_report(summaries: "dict[str, RunSummary]") -> str | None:
+    """What a run could not get answered, by arm and error class, and what to do; None when
+    every request was answered."""
+    lines = []
+    for summary in summaries.values():
+        if not summary.no_answer:
+            continue
+        classes = ", ".join(f"{name} x{count}" for name, count in summary.error_classes.items())
+        lines.append(
+            f"{summary.arm}: {summary.no_answer} of {summary.decisions} requests got no answer "
+            f"({classes}); first: {summary.first_error}"
+        )
+    if not lines:
+        return None
+    stopped = next((s.stopped_after for s in summaries.values() if s.stopped_after), None)
+    if stopped is not None:
+        lines.append(f"stopped after {stopped}: later dates were not asked")
+    lines.append(
+        "the answered decisions are written and cached: run the same infer again once the "
+        "server answers (only what is missing is asked)"
+    )
+    return "\n".join(lines)
 
 
 @dg.asset_check(

@@ -200,9 +200,8 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
         counts = {key: value.value for key, value in materialization.metadata.items()}
         lines.append(
             f"{', '.join(block)}: {counts['decisions']} decisions in {counts['files']} files; "
-            f"{counts['cache_hits']} cached, {counts['calls']} calls, {counts['failures']} "
-            f"failed calls, {counts['parse_failures']} unparseable, {counts['overridden']} "
-            "overridden"
+            f"{counts['cache_hits']} cached, {counts['calls']} calls, {counts['parse_failures']} "
+            f"unparseable, {counts['overridden']} overridden"
         )
         lines += [line for line in report.splitlines() if "made on a book" in line]
     return "\n".join(lines)

@@ -21,7 +21,7 @@ import hashlib
 import inspect
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -44,7 +44,8 @@ from inference.prompts import DEFAULT_TOKEN_BUDGET, PROMPT_VERSION, render_promp
 from inference.requests import ChatRequest, canonical_json
 from inference.strategies import STRATEGIES_SEED
 from ingest.layout import DataLayout
-from ingest.load import write_atomically
+from ingest.load import ingest_id, read_manifest, write_atomically
+from ingest.validation import ContractError
 
 LLM_DECISIONS_SCHEMA = pa.schema(
     [
@@ -83,8 +84,21 @@ LLM_DECISIONS_SCHEMA = pa.schema(
         ("violation", pa.string()),
         ("reasoning", pa.string()),
         ("is_llm", pa.bool_()),
+        # A request that got no answer is neither a decision nor a violation: `no_answer`,
+        # with its error class (inference.backends.base.ERROR_CLASSES) and message; action,
+        # target and parse status are null, the guardrail not applicable, the book kept.
+        ("answer_status", pa.string()),  # answered | no_answer
+        ("error_class", pa.string()),
+        ("error", pa.string()),
+        # Lineage: the snapshot the prompt was made of (pit_snapshots.snapshot_hash), the
+        # ingest of the market's raw data (ingest.load.ingest_id) and the arm's configuration
+        # (engine.config_hash: model, sampling, prompt version and templates, budget).
+        ("snapshot_hash", pa.string()),
+        ("ingest_id", pa.string()),
+        ("config_hash", pa.string()),
     ]
 )
+ANSWER_STATUSES = ("answered", "no_answer")
 
 
 @dataclass
@@ -96,6 +110,11 @@ class RunSummary:
     failures: int = 0
     parse_failures: int = 0
     overridden: int = 0
+    no_answer: int = 0  # decision rows stored as no_answer
+    error_classes: Counter[str] = field(default_factory=Counter)
+    first_error: str | None = None
+    # The run stopped after this date: every server of a model refused its connections.
+    stopped_after: date | None = None
     files: list[Path] = field(default_factory=list)
 
 
@@ -193,6 +212,11 @@ def request_recipe(arm: Arm, token_budget: int) -> str:
     )
 
 
+def config_hash(recipe: str) -> str:
+    """The arm's configuration as a short id: what a metric row names as its experiment."""
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
 def snapshot_key(recipe: str, snapshot: dict[str, Any], holding: Holding | None = None) -> str:
     """What a request is made of, without rendering it: the recipe, the snapshot's content
     hash (which covers market, ticker and decision date) and, for an aware arm, the book shown."""
@@ -240,17 +264,20 @@ def decision_row(
     response: Response,
     cached: bool,
     holding: Holding | None,
+    *,
+    ingest_id: str | None = None,
+    arm_config_hash: str | None = None,
 ) -> dict[str, Any]:
-    """Parse the answer and apply the guardrail against the book after the previous session."""
-    if response.text is None:
-        parsed = None
-        parse_status, parse_error = "failed", f"no response: {response.error}"
-    else:
-        parsed = parse_decision(response.text, arm.mode)
-        parse_status, parse_error = parsed.status, parsed.error
-    decision = parsed if parsed is not None else _FAILED
-    guarded = apply_guardrail(
-        decision, arm.mode, snapshot.get("signals") or {}, holding, get_attitude(arm.attitude)
+    """Parse the answer and apply the guardrail against the book after the previous session.
+    No answer is no decision: nothing is parsed or guarded, and the book is kept."""
+    answered = response.text is not None
+    parsed = parse_decision(response.text, arm.mode) if response.text is not None else None
+    guarded = (
+        apply_guardrail(
+            parsed, arm.mode, snapshot.get("signals") or {}, holding, get_attitude(arm.attitude)
+        )
+        if parsed is not None
+        else None
     )
     return {
         "arm": arm.slug,
@@ -262,13 +289,13 @@ def decision_row(
         "ticker": snapshot["ticker"],
         "decision_date": snapshot["decision_date"],
         "request_hash": request_hash,
-        "action": guarded.action,
-        "target_exposure": guarded.target_exposure,
+        "action": getattr(guarded, "action", None),
+        "target_exposure": getattr(guarded, "target_exposure", None),
         "confidence": getattr(parsed, "confidence", None),
         "rule": getattr(parsed, "rule", None),
         "reason": getattr(parsed, "reason", None),
-        "parse_status": parse_status,
-        "guardrail_status": guarded.guardrail_status,
+        "parse_status": getattr(parsed, "status", None),
+        "guardrail_status": getattr(guarded, "guardrail_status", "not_applicable"),
         "prompt_tokens": response.prompt_tokens,
         "completion_tokens": response.completion_tokens,
         "reasoning_tokens": response.reasoning_tokens,
@@ -283,22 +310,17 @@ def decision_row(
         "view": arm.view,
         "book_date": holding.book_date if holding is not None else None,
         "book_hash": holding.row_hash if holding is not None else None,
-        "parse_error": parse_error,
-        "violation": guarded.violation,
+        "parse_error": getattr(parsed, "error", None),
+        "violation": getattr(guarded, "violation", None),
         "reasoning": response.reasoning,
         "is_llm": arm.model.is_llm,
+        "answer_status": "answered" if answered else "no_answer",
+        "error_class": None if answered else (response.error_class or "internal"),
+        "error": response.error,
+        "snapshot_hash": snapshot["snapshot_hash"],
+        "ingest_id": ingest_id,
+        "config_hash": arm_config_hash,
     }
-
-
-@dataclass(frozen=True)
-class _Failed:
-    action: None = None
-    target_exposure: None = None
-    rule: None = None
-    status: str = "failed"
-
-
-_FAILED = _Failed()
 
 
 @dataclass
@@ -453,6 +475,8 @@ def run_agents(
         return full
 
     recipes = {arm.slug: request_recipe(arm, token_budget) for arm in arms}
+    configs = {slug: config_hash(recipe) for slug, recipe in recipes.items()}
+    ingests = {market: market_ingest_id(layout, market) for market in markets}
     step = progress or _progress_bar(len(by_day), "decision dates")
     with (
         ResponseCache(layout.response_cache) as cache,
@@ -489,14 +513,29 @@ def run_agents(
                     asker.answers[item.request_hash or ""],
                     item.request_hash in asker.cached,
                     item.holding,
+                    ingest_id=ingests.get(item.snapshot["market"]),
+                    arm_config_hash=configs[item.arm.slug],
                 )
                 for item in items
             ]
             _write_decisions(layout, day, rows, summaries)
             books.record(day, rows)
             step(1)
+            if any(row["error_class"] == "unreachable" for row in rows):
+                # Asking on would only write more rows without an answer: stop after this date.
+                for summary in summaries.values():
+                    summary.stopped_after = day
+                break
         books.finish()
     return summaries
+
+
+def market_ingest_id(layout: DataLayout, market: str) -> str | None:
+    """The id of the market's latest ingest (None before any: a warehouse built elsewhere)."""
+    try:
+        return ingest_id(read_manifest(layout, market))
+    except (ContractError, KeyError):
+        return None
 
 
 def _holdings(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], Holding]:
@@ -523,3 +562,8 @@ def _write_decisions(
         summary.cache_hits += sum(row["cached"] for row in part)
         summary.parse_failures += sum(row["parse_status"] == "failed" for row in part)
         summary.overridden += sum(row["guardrail_status"] == "overridden" for row in part)
+        unanswered = [row for row in part if row["answer_status"] == "no_answer"]
+        summary.no_answer += len(unanswered)
+        summary.error_classes.update(row["error_class"] for row in unanswered)
+        if unanswered and summary.first_error is None:
+            summary.first_error = unanswered[0]["error"]

@@ -305,6 +305,13 @@ def read_manifest(layout: DataLayout, market: str) -> dict:
     return json.loads(path.read_text())
 
 
+def ingest_id(manifest: dict) -> str:
+    """A market's ingest as a short id: the hash of its raw tables' content hashes. The same
+    data ingested again has the same id; anything that changes a raw table changes it."""
+    tables = json.dumps(manifest["sha256"], sort_keys=True)
+    return hashlib.sha256(f"{manifest['market']}|{tables}".encode()).hexdigest()[:16]
+
+
 def format_summary(manifests: list[dict]) -> str:
     """Human summary of ingests, from their manifests (the persisted record of each ingest)."""
     lines = []

@@ -23,7 +23,12 @@ final as (
         "view",
         book_date,
         book_hash,
-        is_llm
+        is_llm,
+        answer_status,
+        error_class,
+        snapshot_hash,
+        ingest_id,
+        config_hash
     from source
 )
 
