@@ -226,6 +226,10 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
     )
 
 
+def _yaml_word(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def load_experiment(path: str | Path | None = None) -> Experiment:
     chosen = Path(path or os.environ.get(EXPERIMENTS_ENV) or DEFAULT_EXPERIMENTS)
     source = str(chosen)
@@ -235,12 +239,25 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
         raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ExperimentError(f"{source}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ExperimentError(
+            f"{source}: expected a mapping with models, modes, attitudes, views, replicates"
+        )
     unknown = sorted(set(raw) - {"models", "modes", "attitudes", "views", "replicates"})
     if unknown:
         raise ExperimentError(f"{source}: unknown section(s) {', '.join(unknown)}")
     models_raw = raw.get("models") or {}
     if not models_raw:
         raise ExperimentError(f"{source}: no models")
+    if not isinstance(models_raw, dict):
+        raise ExperimentError(f"{source}: models must be a mapping of model key to settings")
+    for key in models_raw:
+        if not isinstance(key, str):
+            # YAML 1.1 reads off/on/yes/no as booleans and 1.5 as a number.
+            raise ExperimentError(
+                f"{source}: model key {key!r} is not text (YAML reads off, on, yes, no, true, "
+                f"false and numbers as values); quote it, e.g. '{_yaml_word(key)}':"
+            )
     modes = tuple(raw.get("modes") or MODES)
     for mode in modes:
         _check_choice(f"{source}: modes", mode, MODES)

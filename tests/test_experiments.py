@@ -61,6 +61,9 @@ def test_base_url_makes_an_unconfigured_model_an_openai_arm(tmp_path: Path):
         ("qwen__free__reckless", "attitude 'reckless' is not one of"),
         ("qwen__free__neutral__x__r2", "unexpected part(s) x"),
         ("nobody__free", "model 'nobody' is not in"),
+        ("../../evil__free", "model '../../evil' is not a model id"),
+        ("org//name__free", "model 'org//name' is not a model id"),
+        ("a b__free", "model 'a b' is not a model id"),
     ],
 )
 def test_bad_slugs_are_named(tmp_path: Path, slug: str, message: str):
@@ -83,6 +86,10 @@ def test_bad_slugs_are_named(tmp_path: Path, slug: str, message: str):
         ("models: {}", "no models"),
         ("models: [", "not valid YAML"),
         ("extra: 1\nmodels: {a: {backend: reference}}", "unknown section(s) extra"),
+        ("models:\n  off: {backend: reference}", "model key False is not text"),
+        ("models:\n  1.5: {backend: reference}", "quote it, e.g. '1.5':"),
+        ("models: {../x: {backend: reference}}", "model '../x' is not a model id"),
+        ("- models", "expected a mapping"),
     ],
 )
 def test_bad_config_is_named(tmp_path: Path, text: str, message: str):
