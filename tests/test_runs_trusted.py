@@ -49,6 +49,16 @@ def test_a_closed_port_fails_infer_early_and_writes_no_decisions(sample_copy, ca
     assert rows["action"].isna().all() and rows["target_exposure"].isna().all()
     assert rows["parse_status"].isna().all()
     assert set(rows["guardrail_status"]) == {"not_applicable"}
+    # The backtest keeps the book for them and counts them apart: no fidelity of 0.00.
+    common = ["--data-dir", str(sample_copy.data_dir), "backtest"]
+    assert main([*common, "--arm", slug, "--baseline", "buy_and_hold"]) == 0
+    with duckdb.connect(str(sample_copy.warehouse), read_only=True) as connection:
+        metrics = connection.execute(
+            "select market, n_decisions, n_no_answer, fidelity, parse_failure_rate, n_trades "
+            "from backtest_metrics where arm = ? and ticker = '__portfolio__' order by market",
+            [slug],
+        ).fetchall()
+    assert metrics == [("cn", 0, 14, None, None, 0), ("us", 0, 14, None, None, 0)]
 
 
 def test_a_real_model_id_runs_from_infer_to_metrics(sample_copy, capsys):

@@ -13,7 +13,7 @@ trades as (
 ),
 
 decisions as (
-    select decisions.*
+    select decisions.*, decisions.answer_status is distinct from 'no_answer' as answered
     from {{ ref('stg_landing__llm_decisions') }} as decisions
     inner join arms
         on decisions.arm = arms.arm
@@ -65,10 +65,11 @@ trade_stats as (
 ),
 
 decision_rows as (
-    select arm, market, ticker, "mode", confidence, parse_status, guardrail_status
+    select arm, market, ticker, "mode", confidence, parse_status, guardrail_status, answered
     from decisions
     union all
-    select arm, market, '__portfolio__', "mode", confidence, parse_status, guardrail_status
+    select
+        arm, market, '__portfolio__', "mode", confidence, parse_status, guardrail_status, answered
     from decisions
 ),
 
@@ -77,11 +78,14 @@ decision_stats as (
         arm,
         market,
         ticker,
-        count(*) as n_decisions,
+        -- A request that got no answer is no decision: counted apart, in no denominator.
+        count(*) filter (where answered) as n_decisions,
+        count(*) filter (where not answered) as n_no_answer,
         stddev_samp(confidence) filter (where parse_status != 'failed') as confidence_std,
-        avg(case when parse_status = 'failed' then 1.0 else 0.0 end) as parse_failure_rate,
+        avg(case when parse_status = 'failed' then 1.0 else 0.0 end) filter (where answered)
+            as parse_failure_rate,
         case when any_value("mode") = 'strict' then
-            avg(case when guardrail_status = 'pass' then 1.0 else 0.0 end)
+            avg(case when guardrail_status = 'pass' then 1.0 else 0.0 end) filter (where answered)
         end as fidelity
     from decision_rows
     group by arm, market, ticker
@@ -117,6 +121,7 @@ combined as (
         returns.avg_exposure,
         returns.total_fees,
         coalesce(decision_stats.n_decisions, 0) as n_decisions,
+        coalesce(decision_stats.n_no_answer, 0) as n_no_answer,
         decision_stats.confidence_std,
         decision_stats.parse_failure_rate,
         decision_stats.fidelity
