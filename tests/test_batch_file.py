@@ -83,12 +83,16 @@ def test_export_answer_import_then_infer_without_calls(
     arm = load_experiment(experiments).arm("offline__strict__blind")
     summary = decide([arm], DAYS, sample_copy, markets=["cn"])[0][arm.slug]
     assert summary.decisions == 42 and summary.cache_hits == 41 and summary.failures == 1
+    assert summary.no_answer == 1 and summary.error_classes == {"not_in_batch": 1}
     rows = duckdb.sql(
-        f"select parse_status, parse_error from "
+        f"select answer_status, error_class, error, parse_status, guardrail_status from "
         f"'{sample_copy.data_dir}/landing/llm_decisions/arm=offline__strict__blind/*/*.parquet'"
     ).df()
-    failed = rows[rows["parse_status"] == "failed"]
-    assert len(failed) == 1 and "strat-llm batch export" in failed["parse_error"].iloc[0]
+    failed = rows[rows["answer_status"] == "no_answer"]
+    assert len(failed) == 1 and "strat-llm batch export" in failed["error"].iloc[0]
+    assert failed["parse_status"].isna().all() and set(failed["guardrail_status"]) == {
+        "not_applicable"
+    }
 
     again = tmp_path / "batch_again.jsonl"
     assert main([*common, "export", *args, "--out", str(again)]) == 0

@@ -291,8 +291,13 @@ class OpenAIBackend:
             if not failure.immediate:
                 await asyncio.sleep(self._delay(failure, attempt))
         word = "attempt" if attempt == 1 else "attempts"
-        error = f"gave up after {attempt} {word}: {failure.message}"
-        log.warning("request %s failed: %s", request.hash[:12], error)
+        error = (
+            f"gave up after {attempt} {word}: {failure.message}"
+            if attempt
+            else f"not sent: {failure.message}"
+        )
+        # Info, not warning: the caller sums failures up by class (one line, not one per request).
+        log.info("request %s failed: %s", request.hash[:12], error)
         return Response(
             request.hash,
             self.name,
