@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('landing', 'backtest_arms') }}
+    select * from {{ landing_files('backtest_arms') }}
 ),
 
 final as (
