@@ -1,26 +1,43 @@
 """One backtest run: decisions and baselines -> simulated sleeves, round trips and arms.
 
 Reads the raw prices and universe of each market, the `market_rules` seed and the signals of
-`pit_snapshots` from the warehouse, and every arm's `llm_decisions` Parquet; simulates every
-(arm, ticker) sleeve of a market at once (`backtest.simulation.simulate`) and writes three
-Parquet tables that the dbt `landing` source reads (`backtest_daily`, `backtest_trades`,
-`backtest_metrics`, `regime_metrics` are built on them):
+`pit_snapshots` from the warehouse, and every arm's `llm_decisions` Parquet; simulates the
+(arm, ticker) sleeves of a market (`backtest.simulation.simulate`, every arm that shares a
+window at once) and writes three tables per arm and market that the dbt `landing` source reads
+(`backtest_daily`, `backtest_trades`, `backtest_metrics`, `regime_metrics` are built on them):
 
-- `sleeves`: one row per arm, market, ticker and session of the window;
+- `sleeves`: one row per ticker and session of the arm's window, with `hold_equity` and
+  `hold_daily_return`: the same sleeve bought at the window's first bar and held (the
+  `buy_and_hold` rule over the arm's own window), what `excess_return` compares with;
 - `round_trips`: one row per closed round trip (`backtest.simulation.round_trips`);
-- `arms`: one row per arm and market: kind, model, mode, window, decision counts, settings.
+- `arms`: one row: kind, model, mode, window, decision counts, settings.
 
-Window: per market, the sessions with price bars from the first to the last decision date of
-the selected arms (or `start` / `end`). A decision dated after the last bar (the live-forward
-decision for a session that has not traded yet) cannot be filled and is counted as untradable.
-Prices are the raw (unadjusted) bars: fills happen at the prices that were quoted.
+Results add up: each is its own file, `<data-dir>/landing/backtest/<table>/arm=<slug>/
+market=<m>.parquet` (`DataLayout.backtest_result_file`), and a run replaces (atomically, file
+by file) only the files of the arms and markets it simulated; every other arm's result stays.
+`--arm` without `--baseline` simulates no baseline, so backtesting one arm leaves the
+baselines' results as they were. The single files of earlier versions
+(`landing/backtest/<table>.parquet`, every arm over one shared window) are removed by the next
+run and never read.
+
+Windows, per market, on the sessions with price bars:
+- an LLM or reference arm: from its first to its last decision date (of the decisions within
+  `start` / `end` when given), so an arm with two days of decisions is measured over two
+  sessions; the sleeves start flat there, the first price limit referring to the close
+  before, as the agent's book does (a backtest of an arm reproduces its book);
+- the baselines (no decisions): from the earliest to the latest window of the run's arms, or,
+  when the run has no arm, `start` .. `end` defaulting to the span of the snapshots.
+Arms that share a window are simulated together. A decision dated after the last bar (the
+live-forward decision for a session that has not traded yet) cannot be filled and is counted as
+untradable. Prices are the raw (unadjusted) bars: fills happen at the prices that were quoted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
@@ -30,6 +47,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from backtest.baselines import buy_and_hold
 from backtest.lineage import stale_decisions
 from backtest.simulation import (
     DEFAULT_CAPITAL,
@@ -45,7 +63,7 @@ from backtest.simulation import (
 from backtest.targets import BASELINE_ARMS, STRATEGY_ARMS, baseline_targets, decision_targets
 from ingest.calendars import MARKETS
 from ingest.layout import DataLayout
-from ingest.load import write_atomically
+from ingest.load import market_ingest_id, write_atomically
 
 FILL_PRICES = ("open", "close")
 SIGNAL_COLUMNS = tuple(
@@ -65,8 +83,11 @@ DECISION_COLUMNS = (
     "previous_exposure",
     "parse_status",
     "answer_status",
+    "request_hash",
+    "action",
     "snapshot_hash",
     "ingest_id",
+    "config_hash",
 )
 
 
@@ -79,39 +100,73 @@ class BacktestConfig:
     start: date | None = None
     end: date | None = None
     arms: tuple[str, ...] | None = None  # LLM arm slugs; None: every arm with decisions
-    baselines: tuple[str, ...] = BASELINE_ARMS
+    baselines: tuple[str, ...] | None = None  # None: all, or none when `arms` names arms
     markets: tuple[str, ...] = MARKETS
     random_seed: int = 0
     fill_at: str = "open"  # the price a decision for session D fills at: D's open or close
     initial_capital: float = DEFAULT_CAPITAL  # per ticker sleeve, in the market's currency
 
+    @property
+    def chosen_baselines(self) -> tuple[str, ...]:
+        """The baselines this run simulates: a run for named arms leaves the baselines' stored
+        results alone unless it names baselines too."""
+        if self.baselines is not None:
+            return self.baselines
+        return () if self.arms else BASELINE_ARMS
+
+
+Window = tuple[date, date]  # first and last date, inclusive
+
 
 @dataclass
 class MarketRun:
     market: str
-    start: date
-    end: date
-    sessions: int
+    start: date  # the earliest window's start
+    end: date  # the latest window's end
+    sessions: int  # sessions with bars from start to end
     tickers: int
-    arms: list[str]
+    arms: list[str]  # the arms simulated (and written)
     decisions: int
     untradable_decisions: int
     trades: int
+    windows: dict[str, Window] = field(default_factory=dict)  # per simulated arm
+    arm_sessions: dict[str, int] = field(default_factory=dict)  # per simulated arm
+    # arm -> why it was not simulated (no price bar in its window)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def lines(self, shown: int = 6) -> list[str]:
+        """What was simulated: counts, then each window with its arms (`shown` named)."""
+        out = [
+            f"{self.market}: {len(self.arms)} arms x {self.tickers} tickers, {self.decisions} "
+            f"decisions, {self.untradable_decisions} not tradable (after the last bar or no "
+            f"bars), {self.trades} closed round trips"
+        ]
+        by_window: dict[Window, list[str]] = {}
+        for arm, window in self.windows.items():
+            by_window.setdefault(window, []).append(arm)
+        for (start, end), arms in sorted(by_window.items()):
+            more = f" and {len(arms) - shown} more" if len(arms) > shown else ""
+            out.append(
+                f"  {start} .. {end} ({self.arm_sessions[arms[0]]} sessions): "
+                f"{', '.join(arms[:shown])}{more}"
+            )
+        out += [f"  not simulated: {arm} ({why})" for arm, why in self.skipped.items()]
+        return out
 
 
 @dataclass
 class BacktestSummary:
     markets: list[MarketRun] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)  # an earlier version's single files
 
     def lines(self) -> list[str]:
-        out = []
-        for run in self.markets:
+        out = [line for run in self.markets for line in run.lines()]
+        if self.removed:
             out.append(
-                f"{run.market}: {len(run.arms)} arms x {run.tickers} tickers x {run.sessions} "
-                f"sessions ({run.start} .. {run.end}); {run.decisions} decisions, "
-                f"{run.untradable_decisions} not tradable (after the last bar or no bars), "
-                f"{run.trades} closed round trips"
+                f"removed {len(self.removed)} backtest file(s) of an earlier version (every arm "
+                "over one shared window): arms not simulated in this run have no result until "
+                "backtested again"
             )
         return out
 
@@ -140,6 +195,27 @@ class MarketData:
         return (
             frame["ticker"].isin(self.tickers).to_numpy()
             & pd.to_datetime(frame[date_column]).isin(self.sessions).to_numpy()
+        )
+
+    def window(self, start: date, end: date) -> MarketData | None:
+        """The sessions from `start` to `end` and the tickers with a bar among them; None
+        when no session has a bar. `prior_close` becomes each ticker's last close before
+        `start`, which the first session's price limit refers to."""
+        sessions = (self.sessions >= pd.Timestamp(start)) & (self.sessions <= pd.Timestamp(end))
+        if not sessions.any():
+            return None
+        first = int(np.argmax(sessions))
+        tickers = (~np.isnan(self.close[:, sessions])).any(axis=1)
+        earlier = np.column_stack([self.prior_close, self.close[:, :first]])
+        prior_close = pd.DataFrame(earlier).ffill(axis=1).iloc[:, -1].to_numpy(dtype=np.float64)
+        return MarketData(
+            self.market,
+            self.sessions[sessions],
+            self.tickers[tickers],
+            self.open_[tickers][:, sessions],
+            self.close[tickers][:, sessions],
+            [rule for rule, kept in zip(self.rules, tickers, strict=True) if kept],
+            prior_close[tickers],
         )
 
 
@@ -276,21 +352,36 @@ def snapshot_signals(warehouse: Path, data: MarketData) -> dict[str, np.ndarray]
     return signals
 
 
-def _window(
-    config: BacktestConfig, decisions: pd.DataFrame, warehouse: Path, market: str
-) -> tuple[date, date] | None:
-    """The configured window, else the span of the market's decisions, else of its snapshots."""
+def decision_windows(config: BacktestConfig, decisions: pd.DataFrame) -> dict[str, Window]:
+    """Each arm's window in one market: its first to last decision date among its decisions
+    within `start` / `end`; an arm without such a decision has none."""
     dates = decisions["decision_date"]
-    if len(dates):
-        first, last = dates.min().date(), dates.max().date()
-    else:
-        with duckdb.connect(str(warehouse), read_only=True) as connection:
-            [(first, last)] = connection.execute(
-                "select min(decision_date), max(decision_date) from pit_snapshots where market = ?",
-                [market],
-            ).fetchall()
-        if first is None:
-            return None
+    inside = np.ones(len(decisions), dtype=bool)
+    if config.start:
+        inside &= (dates >= pd.Timestamp(config.start)).to_numpy()
+    if config.end:
+        inside &= (dates <= pd.Timestamp(config.end)).to_numpy()
+    spans = decisions[inside].groupby("arm", sort=True)["decision_date"].agg(["min", "max"])
+    return {
+        arm: (first.date(), last.date())
+        for arm, first, last in zip(spans.index, spans["min"], spans["max"], strict=True)
+    }
+
+
+def baseline_window(
+    config: BacktestConfig, windows: dict[str, Window], warehouse: Path, market: str
+) -> Window | None:
+    """The baselines' window: from the earliest to the latest of the arms' windows, else the
+    configured window, defaulting to the span of the market's snapshots; None without any."""
+    if windows:
+        return min(s for s, _ in windows.values()), max(e for _, e in windows.values())
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        [(first, last)] = connection.execute(
+            "select min(decision_date), max(decision_date) from pit_snapshots where market = ?",
+            [market],
+        ).fetchall()
+    if first is None:
+        return None
     return config.start or first, config.end or last
 
 
@@ -323,87 +414,159 @@ def _arm_rows(market: str, decisions: pd.DataFrame, baselines: Sequence[str]) ->
     return arms
 
 
+def _rows(result: SimulationResult, rows: slice) -> SimulationResult:
+    """Some series (rows) of a simulation's result."""
+    return SimulationResult(**{f.name: getattr(result, f.name)[rows] for f in fields(result)})
+
+
+def simulate_window(data: MarketData, targets: np.ndarray, fill_at: str) -> SimulationResult:
+    """Simulate stacked blocks of `data`'s tickers (one block per arm) over its sessions."""
+    copies = len(targets) // len(data.tickers)
+    fill = data.close if fill_at == "close" else data.open_
+    rules = SeriesRules.stack(data.rules * copies)
+    # Flat sleeves whose first price limit refers to the close before the window, as the
+    # agents' books (backtest.book) start: the backtest of an arm reproduces its book.
+    opening = SleeveState.opening(rules)
+    opening.last_close[:] = np.tile(data.prior_close, copies)
+    return simulate(
+        targets,
+        np.tile(fill, (copies, 1)),
+        np.tile(data.close, (copies, 1)),
+        rules,
+        state=opening,
+    )
+
+
 def simulate_market(
     layout: DataLayout,
     config: BacktestConfig,
     market: str,
     decisions: pd.DataFrame,
     rules_row: dict,
-) -> tuple[dict[str, pa.Table], MarketRun] | None:
-    """Simulate every arm of one market; None when the market has nothing to backtest."""
-    window = _window(config, decisions, layout.warehouse, market)
-    if window is None:
+) -> tuple[dict[str, dict[str, pa.Table]], MarketRun] | None:
+    """Simulate the chosen arms of one market, each over its own window (module doc): the
+    tables of each arm simulated, by arm; None when the market has nothing to backtest."""
+    windows = decision_windows(config, decisions)
+    baselines = config.chosen_baselines
+    groups: dict[Window, list[str]] = {}
+    for arm, window in windows.items():
+        groups.setdefault(window, []).append(arm)
+    if baselines and (window := baseline_window(config, windows, layout.warehouse, market)):
+        groups.setdefault(window, []).extend(baselines)
+    if not groups:
         return None
-    start, end = window
-    if end < start:
-        raise BacktestError(f"backtest window end {end} is before its start {start}")
-    data = load_market(layout, market, start, end, rules_row, config.initial_capital)
-    in_window = decisions[
-        (decisions["decision_date"] >= pd.Timestamp(start))
-        & (decisions["decision_date"] <= pd.Timestamp(end))
-    ].copy()
-    in_window["target"] = decision_targets(in_window)
-    # Off the axes: dated after the last bar (live-forward) or for a ticker without bars.
-    untradable = in_window[~data.on_axes(in_window, "decision_date")]
-    arms = _arm_rows(market, in_window, config.baselines)
-    signals = snapshot_signals(layout.warehouse, data) if config.baselines else {}
+    data = load_market(
+        layout,
+        market,
+        min(start for start, _ in groups),
+        max(end for _, end in groups),
+        rules_row,
+        config.initial_capital,
+    )
+    first = pd.to_datetime(decisions["arm"].map({arm: w[0] for arm, w in windows.items()}))
+    last = pd.to_datetime(decisions["arm"].map({arm: w[1] for arm, w in windows.items()}))
+    dates = decisions["decision_date"]
+    decisions = decisions[(dates >= first) & (dates <= last)].copy()  # NaT: no window
+    decisions["target"] = decision_targets(decisions)
+    by_arm = dict(tuple(decisions.groupby("arm", sort=False)))
+    kinds = _arm_rows(market, decisions, baselines).set_index("arm")
     seed = [config.random_seed, zlib.crc32(market.encode())]  # one stream per market
-    by_arm = dict(tuple(in_window.groupby("arm", sort=False)))
-    targets = [
-        data.matrix(by_arm[arm], "target", "decision_date")
-        if kind != "baseline"
-        else baseline_targets(arm, data.has_bar, signals, seed)
-        for arm, kind in zip(arms["arm"], arms["arm_kind"], strict=True)
-    ]
-    n_arms = len(targets)
-    target = np.concatenate(targets)
-    fill = data.close if config.fill_at == "close" else data.open_
-    rules = SeriesRules.stack(data.rules * n_arms)
-    # Flat sleeves whose first price limit refers to the close before the window, as the
-    # agents' books (backtest.book) start: the backtest of an arm reproduces its book.
-    opening = SleeveState.opening(rules)
-    opening.last_close[:] = np.tile(data.prior_close, n_arms)
-    result = simulate(
-        target,
-        np.tile(fill, (n_arms, 1)),
-        np.tile(data.close, (n_arms, 1)),
-        rules,
-        state=opening,
-    )
-    series = SeriesLabels(
-        arm=np.repeat(arms["arm"].to_numpy(dtype=object), len(data.tickers)),
-        ticker=np.tile(data.tickers.to_numpy(dtype=object), n_arms),
-        has_bar=np.tile(data.has_bar, (n_arms, 1)),
-        initial_capital=np.tile([rule.initial_capital for rule in data.rules], n_arms),
-    )
-    trips = round_trips(result, sessions=data.sessions.date)
-    arms["window_start"], arms["window_end"] = start, end
-    arms["n_sessions"], arms["n_tickers"] = len(data.sessions), len(data.tickers)
-    arms["n_decisions"] = _count_by_arm(arms, in_window)
-    arms["n_untradable_decisions"] = _count_by_arm(arms, untradable)
+    run = MarketRun(market, min(groups)[0], max(end for _, end in groups), 0, 0, [], 0, 0, 0)
+    run.sessions, run.tickers = len(data.sessions), len(data.tickers)
+    tables: dict[str, dict[str, pa.Table]] = {}
+    counts: dict[str, dict[str, object]] = {}
+    for window, members in sorted(groups.items()):
+        part = data.window(*window)
+        if part is None:
+            why = f"no price bar from {window[0]} to {window[1]}"
+            run.skipped.update(dict.fromkeys(members, why))
+            continue
+        signals = (
+            snapshot_signals(layout.warehouse, part) if set(members) & set(STRATEGY_ARMS) else {}
+        )
+        targets = [
+            part.matrix(by_arm[arm], "target", "decision_date")
+            if kinds.loc[arm, "arm_kind"] != "baseline"
+            else baseline_targets(arm, part.has_bar, signals, seed)
+            for arm in members
+        ]
+        # Last block: the window's buy-and-hold, the comparison of every arm in it.
+        result = simulate_window(
+            part, np.concatenate([*targets, buy_and_hold(part.has_bar)]), config.fill_at
+        )
+        n = len(part.tickers)
+        hold = _rows(result, slice(len(members) * n, None))
+        for index, arm in enumerate(members):
+            own = _rows(result, slice(index * n, (index + 1) * n))
+            series = SeriesLabels(
+                arm=np.full(n, arm, dtype=object),
+                ticker=part.tickers.to_numpy(dtype=object),
+                has_bar=part.has_bar,
+                initial_capital=np.array([rule.initial_capital for rule in part.rules]),
+            )
+            sleeves = sleeve_table(market, own, series, part.sessions, targets[index])
+            trips = round_trips(own, sessions=part.sessions.date)
+            decided = by_arm.get(arm, decisions.iloc[:0])
+            untradable = int((~part.on_axes(decided, "decision_date")).sum())
+            tables[arm] = {
+                "sleeves": sleeves.append_column(
+                    "hold_equity", pa.array(hold.equity.ravel())
+                ).append_column("hold_daily_return", pa.array(hold.daily_return.ravel())),
+                "round_trips": trip_table(market, trips, series),
+            }
+            counts[arm] = {
+                "window_start": window[0],
+                "window_end": window[1],
+                "n_sessions": len(part.sessions),
+                "n_tickers": n,
+                "n_decisions": len(decided),
+                "n_untradable_decisions": untradable,
+                **decision_lineage(decided),
+            }
+            run.windows[arm], run.arm_sessions[arm] = window, len(part.sessions)
+            run.decisions += len(decided)
+            run.untradable_decisions += untradable
+            run.trades += len(trips)
+    run.arms = list(tables)
+    if not tables:
+        return tables, run
+    arms = kinds.loc[run.arms].join(pd.DataFrame.from_dict(counts, orient="index")).reset_index()
     arms["fill_at"], arms["random_seed"] = config.fill_at, config.random_seed
     arms["initial_capital"] = config.initial_capital
-    tables = {
-        "sleeves": sleeve_table(market, result, series, data.sessions, target),
-        "round_trips": trip_table(market, trips, series),
-        "arms": pa.Table.from_pandas(arms, schema=ARM_SCHEMA, preserve_index=False),
-    }
-    run = MarketRun(
-        market,
-        start,
-        end,
-        len(data.sessions),
-        len(data.tickers),
-        list(arms["arm"]),
-        len(in_window),
-        len(untradable),
-        len(trips),
-    )
+    arms["ingest_id"] = market_ingest_id(layout, market)
+    rows = pa.Table.from_pandas(arms, schema=ARM_SCHEMA, preserve_index=False)
+    for index, arm in enumerate(arms["arm"]):
+        tables[arm]["arms"] = rows.slice(index, 1)
     return tables, run
 
 
-def _count_by_arm(arms: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
-    return arms["arm"].map(rows.groupby("arm").size()).fillna(0).astype("int64")
+def decision_lineage(decided: pd.DataFrame) -> dict[str, str | None]:
+    """What an arm's result was made of: its configuration(s) and the ingest(s) its decisions
+    were made on (comma-separated when several: one arm, one of each, is the norm), and a
+    hash of the decisions themselves (ticker, date, request and the action that stood)."""
+    if decided.empty:
+        return {"config_hash": None, "decision_ingest_ids": None, "decisions_hash": None}
+
+    def distinct(column: str) -> str | None:
+        return ",".join(sorted(decided[column].dropna().astype(str).unique())) or None
+
+    keys = (
+        decided["ticker"].astype(str)
+        + "|"
+        + decided["decision_date"].astype(str)
+        + "|"
+        + decided["request_hash"].astype(str)
+        + "|"
+        + decided["action"].astype(str)
+        + "|"
+        + decided["target_exposure"].astype(str)
+    )
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+    return {
+        "config_hash": distinct("config_hash"),
+        "decision_ingest_ids": distinct("ingest_id"),
+        "decisions_hash": digest,
+    }
 
 
 @dataclass(frozen=True)
@@ -590,6 +753,12 @@ ARM_SCHEMA = pa.schema(
         ("fill_at", pa.string()),
         ("random_seed", pa.int64()),
         ("initial_capital", pa.float64()),
+        # Lineage (backtest.run.decision_lineage): null for baselines but ingest_id, the
+        # market's raw data the simulation priced with.
+        ("config_hash", pa.string()),
+        ("decision_ingest_ids", pa.string()),
+        ("decisions_hash", pa.string()),
+        ("ingest_id", pa.string()),
     ]
 )
 
@@ -611,19 +780,25 @@ TRIP_SCHEMA = pa.schema(
 )
 
 
+BACKTEST_TABLES = ("sleeves", "round_trips", "arms")  # written in this order: arms last
+
+
 def run_backtest(
     layout: DataLayout,
     config: BacktestConfig = BacktestConfig(),
     progress: Callable[[str], None] = lambda _line: None,
 ) -> BacktestSummary:
-    """Simulate every market and replace the three landing tables (atomically, each)."""
+    """Simulate the chosen arms of every chosen market and replace their result files (each
+    atomically); the results of other arms and markets stay (module doc)."""
     if config.fill_at not in FILL_PRICES:
         raise BacktestError(f"fill_at {config.fill_at!r}: expected one of {', '.join(FILL_PRICES)}")
-    unknown = sorted(set(config.baselines) - set(BASELINE_ARMS))
+    unknown = sorted(set(config.chosen_baselines) - set(BASELINE_ARMS))
     if unknown:
         raise BacktestError(
             f"unknown baseline arm(s) {', '.join(unknown)}; expected {', '.join(BASELINE_ARMS)}"
         )
+    if config.start and config.end and config.end < config.start:
+        raise BacktestError(f"backtest window end {config.end} is before its start {config.start}")
     decisions = read_decisions(layout, config.arms)
     keep = decisions["market"].isin(config.markets)
     if config.start:
@@ -639,7 +814,6 @@ def run_backtest(
         )
     rules = market_rules(layout.warehouse)
     summary = BacktestSummary()
-    parts: dict[str, list[pa.Table]] = {"sleeves": [], "round_trips": [], "arms": []}
     for market in config.markets:
         if not layout.raw_file(market, "prices").is_file():
             continue
@@ -649,17 +823,23 @@ def run_backtest(
         if outcome is None:
             continue
         tables, run = outcome
-        for name, table in tables.items():
-            parts[name].append(table)
+        for arm, by_name in tables.items():
+            for name in BACKTEST_TABLES:
+                path = layout.backtest_result_file(name, arm, market)
+                table = by_name[name]
+                write_atomically(path, lambda target, table=table: pq.write_table(table, target))
+                summary.files.append(path)
         summary.markets.append(run)
-        progress(summary.lines()[-1])
+        for line in run.lines():
+            progress(line)
     if not summary.markets:
         raise BacktestError(
             f"nothing to backtest: no decisions and no snapshots in {layout.warehouse}"
         )
-    for name, tables in parts.items():
-        table = pa.concat_tables(tables, promote_options="default")
-        path = layout.backtest_file(name)
-        write_atomically(path, lambda target, table=table: pq.write_table(table, target))
-        summary.files.append(path)
+    # An earlier version's single files (every arm over one window): no longer read by dbt.
+    for name in BACKTEST_TABLES:
+        old = layout.backtest_file(name)
+        if old.is_file():
+            old.unlink()
+            summary.removed.append(old)
     return summary

@@ -341,22 +341,34 @@ def build_parser() -> argparse.ArgumentParser:
     from backtest.targets import BASELINE_ARMS
 
     backtest = commands.add_parser(
-        "backtest", help="simulate the arms and baselines; build the metric and regime tables"
+        "backtest",
+        help="simulate the arms and baselines, each arm over its own decision window; replace "
+        "only their stored results; build the metric and regime tables",
     )
-    backtest.add_argument("--start", help="first session, YYYY-MM-DD (default: first decision)")
-    backtest.add_argument("--end", help="last session, YYYY-MM-DD (default: last decision)")
     backtest.add_argument(
-        "--arm", dest="arms", action="append", help="only this arm (repeatable; default: all)"
+        "--start", help="first session, YYYY-MM-DD (default: each arm's first decision)"
+    )
+    backtest.add_argument(
+        "--end", help="last session, YYYY-MM-DD (default: each arm's last decision)"
+    )
+    backtest.add_argument(
+        "--arm",
+        dest="arms",
+        action="append",
+        help="only this arm (repeatable; default: all); other arms' results stay",
     )
     backtest.add_argument(
         "--baseline",
         dest="baselines",
         action="append",
         choices=BASELINE_ARMS,
-        help="only these baselines (repeatable; default: all)",
+        help="only these baselines (repeatable; default: all, none when --arm is given)",
     )
     backtest.add_argument(
-        "--market", choices=MARKETS, action="append", help="only this market (repeatable)"
+        "--market",
+        choices=MARKETS,
+        action="append",
+        help="only this market (repeatable); other markets' results stay",
     )
     backtest.add_argument("--seed", type=int, default=0, help="seed of the random arm")
     backtest.add_argument(

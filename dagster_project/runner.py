@@ -220,7 +220,8 @@ def _adjacent_blocks(arms: list[str], order: Sequence[str]) -> list[list[str]]:
 
 
 def backtest(config: dict[str, Any]) -> str:
-    """Simulate every arm (and the baselines), then build the backtest and metric marts."""
+    """Simulate the chosen arms (and baselines), each over its own window, replacing only their
+    results; then build the backtest and metric marts on every stored result."""
     from backtest.summary import portfolio_table
     from dagster_project.backtest_assets import backtest_dbt_assets, backtest_simulation
     from ingest.layout import DataLayout
@@ -237,9 +238,11 @@ def backtest(config: dict[str, Any]) -> str:
         if materialization.asset_key.to_user_string() == "backtest_arms":
             metadata = {key: value.value for key, value in materialization.metadata.items()}
             lines.append(
-                f"simulated {metadata['arms']} arms in {metadata['markets']}: "
-                f"{metadata['decisions']} decisions ({metadata['untradable_decisions']} not "
-                f"tradable), {metadata['round_trips']} closed round trips"
+                f"simulated {metadata['arms']} arms in {metadata['markets']} (other arms' "
+                f"results kept): {metadata['decisions']} decisions "
+                f"({metadata['untradable_decisions']} not tradable), {metadata['round_trips']} "
+                "closed round trips"
             )
+            lines.append(metadata["summary"])
     lines.append(portfolio_table(DataLayout.from_env().warehouse))
     return "\n".join(lines)

@@ -44,8 +44,7 @@ from inference.prompts import DEFAULT_TOKEN_BUDGET, PROMPT_VERSION, render_promp
 from inference.requests import ChatRequest, canonical_json
 from inference.strategies import STRATEGIES_SEED
 from ingest.layout import DataLayout
-from ingest.load import ingest_id, read_manifest, write_atomically
-from ingest.validation import ContractError
+from ingest.load import market_ingest_id, write_atomically
 
 LLM_DECISIONS_SCHEMA = pa.schema(
     [
@@ -528,14 +527,6 @@ def run_agents(
                 break
         books.finish()
     return summaries
-
-
-def market_ingest_id(layout: DataLayout, market: str) -> str | None:
-    """The id of the market's latest ingest (None before any: a warehouse built elsewhere)."""
-    try:
-        return ingest_id(read_manifest(layout, market))
-    except (ContractError, KeyError):
-        return None
 
 
 def _holdings(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], Holding]:

@@ -113,6 +113,17 @@ class DataLayout:
         """A table of the last backtest run (`backtest.run`): sleeves, round_trips, arms."""
         return self.landing_dir / "backtest" / f"{table}.parquet"
 
+    def backtest_result_file(self, table: str, arm: str, market: str) -> Path:
+        """One arm's backtest result in one market (`backtest.run`), table sleeves,
+        round_trips or arms: a run replaces the files of the arms and markets it simulated
+        and leaves every other result as it stands."""
+        folder = self.landing_dir / "backtest" / table / arm_component(arm)
+        return folder / f"market={market}.parquet"
+
+    def backtest_result_files(self, table: str) -> str:
+        """Glob of every arm's and market's backtest result of one table."""
+        return str(self.landing_dir / "backtest" / table / "arm=*" / "market=*.parquet")
+
     @property
     def response_cache(self) -> Path:
         """The LLM response cache (SQLite, inference.cache)."""

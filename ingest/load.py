@@ -312,6 +312,14 @@ def ingest_id(manifest: dict) -> str:
     return hashlib.sha256(f"{manifest['market']}|{tables}".encode()).hexdigest()[:16]
 
 
+def market_ingest_id(layout: DataLayout, market: str) -> str | None:
+    """The id of the market's latest ingest (None before any: a warehouse built elsewhere)."""
+    try:
+        return ingest_id(read_manifest(layout, market))
+    except (ContractError, KeyError):
+        return None
+
+
 def format_summary(manifests: list[dict]) -> str:
     """Human summary of ingests, from their manifests (the persisted record of each ingest)."""
     lines = []

@@ -43,7 +43,7 @@ def test_backtest_reproduces_the_stepwise_book_row_for_row(sample_copy: DataLayo
     assert main([*common, "infer", *arms, "--start", WINDOW[0], "--end", WINDOW[1]]) == 0
     assert main([*common, "backtest", "--start", "2025-10-27", "--end", "2025-11-14"]) == 0
     books = _books(sample_copy)
-    sleeves = _read(str(sample_copy.backtest_file("sleeves")))
+    sleeves = _read(sample_copy.backtest_result_files("sleeves"))
     assert set(books["arm"]) == set(ARMS) and set(books["market"]) == {"us", "cn"}
     assert (books["order_status"] == "limit_up").any()  # a blocked order is in the book
     assert (books["traded_shares"] < 0).any() and (books["traded_shares"] > 0).any()

@@ -4,6 +4,8 @@ The fixture is a landing directory written by hand: sleeves with random daily re
 trips with chosen pnl, decisions with chosen statuses, a raw benchmark. dbt builds the
 backtest models on it (`dbt build --select +tag:backtest`, as the Dagster asset does), and
 every metric of `backtest_metrics` and `regime_metrics` is recomputed here independently.
+One arm (qwen__guided) has a shorter window than the others: it is measured over its own
+sessions and compared with its Free arm over their common window.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import empyrical
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -35,10 +38,11 @@ MODEL = "Qwen/Qwen3.5-35B-A3B"  # in the models seed: 35 B total, 3 B active
 SESSIONS = pd.bdate_range("2025-01-02", periods=260)
 TICKERS = ("AAA", "BBB", "CCC")  # CCC never trades: all returns 0
 ARMS = {
-    # arm: (mode, kind, drift of the daily returns)
-    "qwen__free": ("free", "llm", 0.0004),
-    "qwen__strict": ("strict", "llm", 0.0001),
-    "buy_and_hold": ("baseline", "baseline", 0.0015),
+    # arm: (mode, kind, drift of the daily returns, first session of its window)
+    "qwen__free": ("free", "llm", 0.0004, 0),
+    "qwen__strict": ("strict", "llm", 0.0001, 0),
+    "qwen__guided": ("guided", "llm", 0.0002, 200),  # the last 60 sessions only
+    "buy_and_hold": ("baseline", "baseline", 0.0015, 0),
 }
 # Round trips of AAA per arm: (net pnl, return). qwen__free wins 5 of 6 and trails
 # buy-and-hold: the win-rate trap.
@@ -62,25 +66,31 @@ def _benchmark() -> pd.DataFrame:
     return pd.DataFrame({"market": "us", "date": dates.date, "close": closes})
 
 
+def _window(arm: str) -> slice:
+    """The positions of the arm's sessions in SESSIONS."""
+    return slice(ARMS[arm][3], None)
+
+
 def _sleeves(benchmark_returns: np.ndarray) -> pd.DataFrame:
     rng = np.random.default_rng(2)
     frames = []
-    for arm, (_mode, _kind, drift) in ARMS.items():
+    for arm, (_mode, _kind, drift, _first) in ARMS.items():
+        sessions = SESSIONS[_window(arm)]
         for ticker in TICKERS:
             if ticker == "CCC":
-                returns = np.zeros(len(SESSIONS))
+                returns = np.zeros(len(sessions))
             else:
-                noise = rng.normal(0, 0.012, len(SESSIONS))
-                returns = drift + 0.8 * benchmark_returns + noise
+                noise = rng.normal(0, 0.012, len(sessions))
+                returns = drift + 0.8 * benchmark_returns[_window(arm)] + noise
             equity = CAPITAL * np.cumprod(1 + returns)
-            exposure = 0.0 if ticker == "CCC" else rng.uniform(0, 1, len(SESSIONS))
+            exposure = 0.0 if ticker == "CCC" else rng.uniform(0, 1, len(sessions))
             frames.append(
                 pd.DataFrame(
                     {
                         "arm": arm,
                         "market": "us",
                         "ticker": ticker,
-                        "date": SESSIONS.date,
+                        "date": sessions.date,
                         "target_exposure": np.nan,
                         "has_bar": True,
                         "shares": 0.0,
@@ -88,9 +98,9 @@ def _sleeves(benchmark_returns: np.ndarray) -> pd.DataFrame:
                         "traded_shares": 0.0,
                         "traded_value": 0.0
                         if ticker == "CCC"
-                        else rng.uniform(0, 5e4, len(SESSIONS)),
+                        else rng.uniform(0, 5e4, len(sessions)),
                         "limit_blocked": False,
-                        "fees": 0.0 if ticker == "CCC" else rng.uniform(0, 10, len(SESSIONS)),
+                        "fees": 0.0 if ticker == "CCC" else rng.uniform(0, 10, len(sessions)),
                         "position_value": exposure * equity,
                         "cash": (1 - exposure) * equity,
                         "equity": equity,
@@ -100,7 +110,15 @@ def _sleeves(benchmark_returns: np.ndarray) -> pd.DataFrame:
                     }
                 )
             )
-    return pd.concat(frames, ignore_index=True)
+    sleeves = pd.concat(frames, ignore_index=True)
+    # Holding over each arm's window: here the buy_and_hold sleeve's returns on the arm's
+    # sessions, compounded from the capital (the simulation buys at the window's first bar).
+    held = sleeves[sleeves["arm"] == "buy_and_hold"].set_index(["ticker", "date"])
+    keys = pd.MultiIndex.from_frame(sleeves[["ticker", "date"]])
+    sleeves["hold_daily_return"] = held["daily_return"].reindex(keys).to_numpy()
+    growth = (1 + sleeves["hold_daily_return"]).groupby([sleeves["arm"], sleeves["ticker"]])
+    sleeves["hold_equity"] = CAPITAL * growth.cumprod()
+    return sleeves
 
 
 def _trips() -> pd.DataFrame:
@@ -171,9 +189,9 @@ def _arms() -> pa.Table:
             "replicate": 0,
             "is_llm": kind == "llm",
             "arm_kind": kind,
-            "window_start": SESSIONS[0].date(),
+            "window_start": SESSIONS[_window(arm)][0].date(),
             "window_end": SESSIONS[-1].date(),
-            "n_sessions": len(SESSIONS),
+            "n_sessions": len(SESSIONS[_window(arm)]),
             "n_tickers": len(TICKERS),
             "n_decisions": 0,
             "n_untradable_decisions": 0,
@@ -181,7 +199,7 @@ def _arms() -> pa.Table:
             "random_seed": 0,
             "initial_capital": CAPITAL,
         }
-        for arm, (mode, kind, _drift) in ARMS.items()
+        for arm, (mode, kind, _drift, _first) in ARMS.items()
     ]
     return pa.Table.from_pylist(rows, schema=ARM_SCHEMA)
 
@@ -200,14 +218,20 @@ def marts(tmp_path_factory: pytest.TempPathFactory):
     )
     benchmark_returns = benchmark["close"].pct_change().to_numpy()[1:]
     sleeves = _sleeves(benchmark_returns)
-    for name, table in (
-        ("sleeves", pa.Table.from_pandas(sleeves, preserve_index=False)),
-        ("round_trips", pa.Table.from_pandas(_trips(), schema=TRIP_SCHEMA, preserve_index=False)),
-        ("arms", _arms()),
-    ):
-        layout.backtest_file(name).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, layout.backtest_file(name))
-    for arm, (mode, kind, _drift) in ARMS.items():
+    tables = {
+        "sleeves": pa.Table.from_pandas(sleeves, preserve_index=False),
+        "round_trips": pa.Table.from_pandas(_trips(), schema=TRIP_SCHEMA, preserve_index=False),
+        "arms": _arms(),
+    }
+    for name, table in tables.items():
+        for arm in ARMS:  # one file per arm and market, as backtest.run writes them
+            path = layout.backtest_result_file(name, arm, "us")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table.filter(pc.equal(table["arm"], arm)), path)
+        # an earlier version's single file (here a stray arm) is not read
+        stale = table.slice(0, 1).set_column(0, "arm", pa.array(["stale_arm"]))
+        pq.write_table(stale, layout.backtest_file(name))
+    for arm, (mode, kind, _drift, _first) in ARMS.items():
         if kind == "llm":
             path = (
                 layout.landing_dir / "llm_decisions" / f"arm={arm}" / "market=all" / "all.parquet"
@@ -243,6 +267,14 @@ def _series(sleeves: pd.DataFrame, arm: str, ticker: str) -> np.ndarray:
     return rows["daily_return"].to_numpy()
 
 
+def _held(sleeves: pd.DataFrame, arm: str, ticker: str) -> np.ndarray:
+    """Daily returns of holding the arm's sleeve (or portfolio) over the arm's window."""
+    held = sleeves.drop(columns=["equity", "daily_return"]).rename(
+        columns={"hold_equity": "equity", "hold_daily_return": "daily_return"}
+    )
+    return _series(held, arm, ticker)
+
+
 def _close(actual: object, expected: float) -> bool:
     if actual is None or (isinstance(actual, float) and np.isnan(actual)):
         return not np.isfinite(expected)
@@ -260,7 +292,7 @@ def test_return_metrics_equal_empyrical(marts, arm: str, ticker: str):
     sleeves, benchmark_returns, tables = marts
     row = _metric_row(tables["backtest_metrics"], arm, ticker)
     returns = _series(sleeves, arm, ticker)
-    alpha, beta = empyrical.alpha_beta_aligned(returns, benchmark_returns)
+    alpha, beta = empyrical.alpha_beta_aligned(returns, benchmark_returns[_window(arm)])
     expected = {
         "total_return": empyrical.cum_returns_final(returns),
         "annualized_return": empyrical.annual_return(returns),
@@ -276,7 +308,15 @@ def test_return_metrics_equal_empyrical(marts, arm: str, ticker: str):
         name: (row[name], value) for name, value in expected.items() if not _close(row[name], value)
     }
     assert not wrong, wrong
-    assert row["n_sessions"] == len(SESSIONS)
+    assert row["n_sessions"] == len(SESSIONS[_window(arm)]) == len(returns)
+    assert pd.Timestamp(row["window_start"]) == SESSIONS[_window(arm)][0]
+
+
+def test_only_the_per_arm_result_files_are_read(marts):
+    """The single file of an earlier version (here naming a stray arm) is ignored."""
+    _, _, tables = marts
+    for name in ("backtest_daily", "backtest_metrics", "regime_metrics"):
+        assert set(tables[name]["arm"]) == set(ARMS), name
 
 
 def test_the_zero_return_sleeve_has_undefined_ratios_not_infinities(marts):
@@ -342,12 +382,30 @@ def test_turnover_exposure_and_excess_return_by_hand(marts):
     assert held["excess_return"] == 0
 
 
+@pytest.mark.parametrize("ticker", ["AAA", "__portfolio__"])
+def test_excess_return_holds_over_the_arms_own_window(marts, ticker: str):
+    """The short arm is compared with holding over its own 60 sessions, not the whole span."""
+    sleeves, _, tables = marts
+    row = _metric_row(tables["backtest_metrics"], "qwen__guided", ticker)
+    held = empyrical.cum_returns_final(_held(sleeves, "qwen__guided", ticker))
+    assert len(_held(sleeves, "qwen__guided", ticker)) == 60
+    assert _close(row["buy_and_hold_return"], held)
+    assert _close(row["excess_return"], row["total_return"] - held)
+    whole_span = _metric_row(tables["backtest_metrics"], "buy_and_hold", ticker)["total_return"]
+    assert not _close(row["excess_return"], row["total_return"] - whole_span)
+
+
 def test_decision_metrics_fidelity_and_alignment_tax(marts):
     _, _, tables = marts
     metrics = tables["backtest_metrics"]
-    for arm, mode in (("qwen__free", "free"), ("qwen__strict", "strict")):
+    for arm, mode in (
+        ("qwen__free", "free"),
+        ("qwen__strict", "strict"),
+        ("qwen__guided", "guided"),
+    ):
         frame = _decisions(arm, mode).to_pandas()
-        frame = frame[frame["decision_date"] >= SESSIONS[0].date()]  # the window only
+        # the arm's window only
+        frame = frame[frame["decision_date"] >= SESSIONS[_window(arm)][0].date()]
         for ticker in (*TICKERS, "__portfolio__"):
             rows = frame if ticker == "__portfolio__" else frame[frame["ticker"] == ticker]
             row = _metric_row(metrics, arm, ticker)
@@ -365,9 +423,33 @@ def test_decision_metrics_fidelity_and_alignment_tax(marts):
         free = _metric_row(metrics, "qwen__free", ticker)
         strict = _metric_row(metrics, "qwen__strict", ticker)
         assert _close(strict["alignment_tax"], free["alpha"] - strict["alpha"])
+        assert pd.Timestamp(strict["alignment_tax_start"]) == SESSIONS[0]
         assert free["alignment_tax"] == 0
         assert pd.isna(_metric_row(metrics, "buy_and_hold", ticker)["alignment_tax"])
     assert (metrics[metrics["arm_kind"] == "llm"]["params_total_b"] == 35).all()
+
+
+@pytest.mark.parametrize("ticker", ["AAA", "BBB", "__portfolio__"])
+def test_alignment_tax_of_a_short_arm_uses_the_common_window(marts, ticker: str):
+    """qwen__guided decided on the last 60 sessions only: the Free arm's alpha is taken over
+    those 60 sessions too, and the table names them."""
+    sleeves, benchmark_returns, tables = marts
+    metrics = tables["backtest_metrics"]
+    guided = _metric_row(metrics, "qwen__guided", ticker)
+    free = _metric_row(metrics, "qwen__free", ticker)
+    common = _window("qwen__guided")
+    free_alpha, _ = empyrical.alpha_beta_aligned(
+        _series(sleeves, "qwen__free", ticker)[common], benchmark_returns[common]
+    )
+    own_alpha, _ = empyrical.alpha_beta_aligned(
+        _series(sleeves, "qwen__guided", ticker), benchmark_returns[common]
+    )
+    assert _close(guided["alignment_tax"], free_alpha - own_alpha)
+    assert not _close(guided["alignment_tax"], free["alpha"] - guided["alpha"])
+    window = [pd.Timestamp(guided[name]) for name in ("alignment_tax_start", "alignment_tax_end")]
+    assert window == [SESSIONS[common][0], SESSIONS[-1]]
+    assert pd.Timestamp(guided["window_start"]) == SESSIONS[common][0]
+    assert guided["n_sessions"] == 60
 
 
 def test_win_rate_trap_follows_its_rule(marts):
@@ -386,19 +468,21 @@ def test_win_rate_trap_follows_its_rule(marts):
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
     sleeves, benchmark_returns, tables = marts
-    benchmark = pd.Series(benchmark_returns, index=SESSIONS.date)
+    sessions = SESSIONS[_window(arm)].date
+    benchmark = pd.Series(benchmark_returns[_window(arm)], index=sessions)
     labels = tables["regime_labels"].set_index(
         pd.to_datetime(tables["regime_labels"]["date"]).dt.date
     )
-    returns = pd.Series(_series(sleeves, arm, "__portfolio__"), index=SESSIONS.date)
+    returns = pd.Series(_series(sleeves, arm, "__portfolio__"), index=sessions)
+    held = pd.Series(_held(sleeves, arm, "__portfolio__"), index=sessions)
     regimes = labels["regime"].reindex(returns.index)
-    assert regimes.notna().all() and regimes.nunique() >= 2
+    assert regimes.notna().all() and regimes.nunique() >= 1
     metrics = tables["regime_metrics"]
     rows = metrics[metrics["arm"] == arm].set_index("regime")
     assert set(rows.index) == set(regimes)
     trips = pd.DataFrame(TRIPS.get(arm, []), columns=["pnl", "ret"])
     entries = [SESSIONS[10 + 40 * i].date() for i in range(len(trips))]
-    trips["regime"] = [regimes[day] for day in entries]
+    trips["regime"] = [regimes.get(day) for day in entries]
     for regime, row in rows.iterrows():
         subset = returns[regimes == regime].to_numpy()
         assert row["n_sessions"] == len(subset)
@@ -409,11 +493,6 @@ def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
         assert _close(row["calmar"], empyrical.calmar_ratio(subset))
         alpha, beta = empyrical.alpha_beta_aligned(subset, benchmark[regimes == regime].to_numpy())
         assert _close(row["alpha"], alpha) and _close(row["beta"], beta)
-        held = rows_of(metrics, "buy_and_hold", regime)
-        assert _close(row["excess_return"], row["total_return"] - held["total_return"])
+        held_return = empyrical.cum_returns_final(held[regimes == regime].to_numpy())
+        assert _close(row["excess_return"], row["total_return"] - held_return)
         assert row["n_trades"] == (trips["regime"] == regime).sum()
-
-
-def rows_of(metrics: pd.DataFrame, arm: str, regime: str) -> pd.Series:
-    [row] = metrics[(metrics["arm"] == arm) & (metrics["regime"] == regime)].to_dict("records")
-    return pd.Series(row)

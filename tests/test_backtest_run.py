@@ -1,9 +1,13 @@
-"""From decisions to the backtest tables: targets, baselines, per-ticker rules, and the whole
-pipeline on the sample market (the demo: ingest, build, gate, inference, backtest)."""
+"""From decisions to the backtest tables: targets, baselines, per-ticker rules, the whole
+pipeline on the sample market (the demo: ingest, build, gate, inference, backtest), and
+results that add up: each arm over its own window, a filtered run replacing only its own."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import shutil
 
 import duckdb
 import numpy as np
@@ -15,6 +19,7 @@ from backtest.simulation import BPS
 from backtest.targets import BASELINE_ARMS, baseline_targets, decision_targets
 from dagster_project.cli import main
 from inference.experiments import load_experiment
+from ingest.layout import DataLayout
 
 CN_RULES = {
     "market": "cn",
@@ -195,3 +200,120 @@ def test_backtest_names_an_arm_without_decisions(demo_run, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "no decisions for arm(s) qwen__free" in err and "reference__free" in err
+
+
+# ----------------------------------------------------------------------------- windows
+
+LONG = ("2025-11-03", "2025-11-14")  # reference__free and reference__strict: 10 sessions
+SHORT = ("2025-11-13", "2025-11-14")  # reference__guided: two sessions (Thu, Fri)
+
+
+def _portfolio(layout: DataLayout) -> pd.DataFrame:
+    return _query(
+        layout,
+        "select * from backtest_metrics where ticker = '__portfolio__' order by market, arm",
+    ).set_index(["market", "arm"])
+
+
+def _result_files(layout: DataLayout) -> list[str]:
+    root = layout.landing_dir / "backtest"
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*.parquet"))
+
+
+@pytest.fixture(scope="module")
+def backtested(built_sample, tmp_path_factory: pytest.TempPathFactory):
+    """The sample with two arms deciding on LONG and one on SHORT (U.S. only), backtested once
+    with every baseline: (the layout, what the backtest printed)."""
+    layout = DataLayout(tmp_path_factory.mktemp("windows") / "data")
+    shutil.copytree(built_sample.data_dir, layout.data_dir)
+    common = ["--data-dir", str(layout.data_dir)]
+    for arms, (start, end) in (
+        (["reference__free", "reference__strict"], LONG),
+        (["reference__guided"], SHORT),
+    ):
+        chosen = [arg for arm in arms for arg in ("--arm", arm)]
+        args = [*common, "infer", *chosen, "--start", start, "--end", end, "--market", "us"]
+        assert main(args) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*common, "backtest"]) == 0
+    return layout, printed.getvalue()
+
+
+def test_a_two_day_arm_is_measured_over_two_days(backtested, tmp_path):
+    layout, out = backtested
+    metrics = _portfolio(layout)
+    short = metrics.loc[("us", "reference__guided")]
+    assert [str(short["window_start"].date()), str(short["window_end"].date())] == list(SHORT)
+    assert short["n_sessions"] == 2
+    days = _query(
+        layout,
+        "select distinct date from backtest_daily where arm = 'reference__guided' order by date",
+    )["date"]
+    assert [str(day.date()) for day in days] == list(SHORT)
+    # the others keep their own, longer window; the baselines span the run's arms
+    for arm in ("reference__free", "reference__strict", "buy_and_hold"):
+        assert metrics.loc[("us", arm), "n_sessions"] == 10, arm
+    # compared with holding the same tickers over its two days, not over the others' window
+    assert short["excess_return"] == pytest.approx(
+        short["total_return"] - short["buy_and_hold_return"], abs=1e-12
+    )
+    ten_days = metrics.loc[("us", "buy_and_hold"), "total_return"]
+    assert abs(short["buy_and_hold_return"] - ten_days) > 1e-4
+    # ... which is what the buy_and_hold baseline backtested over those two days returns
+    copy = DataLayout(tmp_path / "data")
+    shutil.copytree(layout.data_dir, copy.data_dir)
+    args = ["--data-dir", str(copy.data_dir), "backtest", "--market", "us"]
+    args += ["--baseline", "buy_and_hold", "--start", SHORT[0], "--end", SHORT[1]]
+    assert main(args) == 0
+    held = _portfolio(copy).loc[("us", "buy_and_hold")]
+    assert held["n_sessions"] == 2
+    assert held["total_return"] == pytest.approx(short["buy_and_hold_return"], abs=1e-12)
+    # the alignment tax against the Free arm is taken over the two sessions both have
+    tax_window = [str(short[f"alignment_tax_{end}"].date()) for end in ("start", "end")]
+    assert tax_window == list(SHORT)
+    strict = metrics.loc[("us", "reference__strict")]
+    assert [str(strict[f"alignment_tax_{end}"].date()) for end in ("start", "end")] == list(LONG)
+    # the printed table shows each window and says that they differ
+    line = next(
+        line for line in out.splitlines() if line.split()[:2] == ["us", "reference__guided"]
+    )
+    assert line.split()[2:4] == [f"{SHORT[0]}..{SHORT[1]}", "2"]
+    assert "us: the arms' windows differ" in out and "cn: the arms' windows differ" not in out
+
+
+def test_a_filtered_backtest_keeps_the_other_arms(backtested, tmp_path, capsys):
+    source, _ = backtested
+    layout = DataLayout(tmp_path / "data")
+    shutil.copytree(source.data_dir, layout.data_dir)
+    before, files = _portfolio(layout), _result_files(layout)
+    daily_before = _query(layout, "select * from backtest_daily order by all")
+    # the single files of an earlier version: removed, and said so
+    for name in ("sleeves", "round_trips", "arms"):
+        layout.backtest_file(name).write_bytes(b"stale")
+    args = ["--data-dir", str(layout.data_dir), "backtest", "--market", "us"]
+    args += ["--arm", "reference__strict", "--baseline", "buy_and_hold", "--start", "2025-11-10"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "removed 3 backtest file(s) of an earlier version" in out
+    assert not any(layout.backtest_file(name).exists() for name in ("sleeves", "round_trips"))
+    after = _portfolio(layout)
+    assert _result_files(layout) == files
+    named = [("us", "reference__strict"), ("us", "buy_and_hold")]
+    assert set(after.index) == set(before.index) and len(before) == 2 * 6 + 3
+    # every other arm and market: the same rows, value for value
+    pd.testing.assert_frame_equal(after.drop(index=named), before.drop(index=named))
+    daily = _query(layout, "select * from backtest_daily order by all")
+    others = ~(daily["market"].eq("us") & daily["arm"].isin(["reference__strict", "buy_and_hold"]))
+    kept = ~(
+        daily_before["market"].eq("us")
+        & daily_before["arm"].isin(["reference__strict", "buy_and_hold"])
+    )
+    pd.testing.assert_frame_equal(
+        daily[others].reset_index(drop=True), daily_before[kept].reset_index(drop=True)
+    )
+    # the named arms over the window asked for, shown
+    for key in named:
+        row = after.loc[key]
+        assert str(row["window_start"].date()) == "2025-11-10" and row["n_sessions"] == 5, key
+    assert before.loc[("us", "reference__strict"), "n_sessions"] == 10

@@ -24,10 +24,15 @@
     )) - 1
 {% endmacro %}
 
+{# Aggregate: the compounded return of the rows' daily returns r. #}
+{% macro total_return(r) %}
+    product(1 + {{ r }}) - 1
+{% endmacro %}
+
 {# Aggregates over the rows of one series: r the daily return, drawdown from drawdown(). #}
 {% macro return_metrics(r, drawdown) %}
     count({{ r }}) as n_sessions,
-    product(1 + {{ r }}) - 1 as total_return,
+    {{ total_return(r) }} as total_return,
     power(product(1 + {{ r }}), {{ annualization_days() }} / count({{ r }})) - 1
         as annualized_return,
     stddev_samp({{ r }}) * sqrt({{ annualization_days() }}) as annualized_volatility,

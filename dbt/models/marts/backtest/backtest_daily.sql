@@ -1,6 +1,8 @@
 -- One row per arm, market, ticker and session (DESIGN §8): each equal-capital ticker sleeve as
 -- simulated (backtest/simulation.py), plus the arm's portfolio per market (ticker
--- '__portfolio__': the sum of its sleeves) and the benchmark's return on the session.
+-- '__portfolio__': the sum of its sleeves) and the benchmark's return on the session. The rows
+-- are the arm's own window; hold_* is buy-and-hold over that same window (excess_return's
+-- comparison).
 with sleeves as (
     select * from {{ ref('stg_landing__backtest_sleeves') }}
 ),
@@ -31,7 +33,8 @@ portfolio_sums as (
         sum(position_value) as position_value,
         sum(cash) as cash,
         sum(equity) as equity,
-        sum(initial_capital) as initial_capital
+        sum(initial_capital) as initial_capital,
+        sum(hold_equity) as hold_equity
     from sleeves
     group by arm, market, "date"
 ),
@@ -43,7 +46,10 @@ portfolio as (
         -- the first session's return is against the capital put in, as for the sleeves
         equity / coalesce(
             lag(equity) over (partition by arm, market order by "date"), initial_capital
-        ) - 1 as daily_return
+        ) - 1 as daily_return,
+        hold_equity / coalesce(
+            lag(hold_equity) over (partition by arm, market order by "date"), initial_capital
+        ) - 1 as hold_daily_return
     from portfolio_sums
 ),
 
@@ -51,12 +57,12 @@ unioned as (
     select
         arm, market, ticker, "date", target_exposure, has_bar, shares, fill_price,
         traded_shares, traded_value, limit_blocked, fees, position_value, cash, equity,
-        exposure, daily_return, initial_capital
+        exposure, daily_return, initial_capital, hold_equity, hold_daily_return
     from sleeves
     union all by name
     select
         arm, market, ticker, "date", traded_value, limit_blocked, fees, position_value, cash,
-        equity, exposure, daily_return, initial_capital
+        equity, exposure, daily_return, initial_capital, hold_equity, hold_daily_return
     from portfolio
 ),
 
@@ -81,6 +87,8 @@ final as (
         unioned.exposure,
         unioned.daily_return,
         unioned.initial_capital,
+        unioned.hold_equity,
+        unioned.hold_daily_return,
         benchmark.benchmark_return
     from unioned
     inner join arms

@@ -1,5 +1,9 @@
--- One row per arm, market and ticker, '__portfolio__' included (DESIGN §8). The conventions
--- are the macros of macros/metrics.sql, documented in _backtest__models.yml.
+-- One row per arm, market and ticker, '__portfolio__' included (DESIGN §8), each over the
+-- arm's own window (its rows of backtest_daily). The conventions are the macros of
+-- macros/metrics.sql, documented in _backtest__models.yml. Comparisons: excess_return and
+-- win_rate_trap against buy-and-hold over the arm's own window (hold_daily_return);
+-- alignment_tax against the Free arm over the sessions both arms have (the common window,
+-- alignment_tax_start .. alignment_tax_end).
 with daily as (
     select * from {{ ref('backtest_daily') }}
 ),
@@ -41,6 +45,7 @@ returns as (
         with_drawdown.market,
         with_drawdown.ticker,
         {{ return_metrics('daily_return', 'drawdown') }},
+        {{ total_return('hold_daily_return') }} as buy_and_hold_return,
         any_value(series_beta.beta) as beta,
         {{ alpha('daily_return', 'benchmark_return', 'series_beta.beta') }} as alpha,
         -- one-way turnover per year: half the value traded over the average equity
@@ -91,6 +96,67 @@ decision_stats as (
     group by arm, market, ticker
 ),
 
+-- Each model arm with its Free arm (the same kind, model, attitude, replicate and market).
+free_pairs as (
+    select arms.arm, arms.market, free.arm as free_arm
+    from arms
+    inner join arms as free
+        on arms.arm_kind != 'baseline'
+        and free."mode" = 'free'
+        and free.arm_kind = arms.arm_kind
+        and free.model = arms.model
+        and free.attitude is not distinct from arms.attitude
+        and free.replicate = arms.replicate
+        and free.market = arms.market
+),
+
+-- Both arms' returns on the sessions both were simulated on: their common window.
+common_days as (
+    select
+        pairs.arm,
+        pairs.market,
+        pairs.free_arm,
+        own.ticker,
+        own."date",
+        own.daily_return,
+        free.daily_return as free_daily_return,
+        own.benchmark_return
+    from free_pairs as pairs
+    inner join daily as own
+        on pairs.arm = own.arm and pairs.market = own.market
+    inner join daily as free
+        on pairs.free_arm = free.arm
+        and own.market = free.market
+        and own.ticker = free.ticker
+        and own."date" = free."date"
+),
+
+common_beta as (
+    select
+        arm,
+        market,
+        free_arm,
+        ticker,
+        {{ beta('daily_return', 'benchmark_return') }} as beta,
+        {{ beta('free_daily_return', 'benchmark_return') }} as free_beta
+    from common_days
+    group by arm, market, free_arm, ticker
+),
+
+alignment as (
+    select
+        common_days.arm,
+        common_days.market,
+        common_days.ticker,
+        min(common_days."date") as alignment_tax_start,
+        max(common_days."date") as alignment_tax_end,
+        ({{ alpha('free_daily_return', 'benchmark_return', 'common_beta.free_beta') }})
+        - ({{ alpha('daily_return', 'benchmark_return', 'common_beta.beta') }}) as alignment_tax
+    from common_days
+    inner join common_beta using (arm, market, free_arm, ticker)
+    group by common_days.arm, common_days.market, common_days.free_arm, common_days.ticker
+),
+
 combined as (
     select
         returns.arm,
@@ -101,8 +167,13 @@ combined as (
         models.params_active_b,
         arms.window_start,
         arms.window_end,
+        arms.ingest_id,
+        arms.decision_ingest_ids,
+        arms.config_hash,
+        arms.decisions_hash,
         returns.n_sessions,
         returns.total_return,
+        returns.buy_and_hold_return,
         returns.annualized_return,
         returns.annualized_volatility,
         returns.sharpe,
@@ -143,29 +214,21 @@ combined as (
 final as (
     select
         combined.*,
-        combined.total_return - buy_and_hold.total_return as excess_return,
-        free.alpha - combined.alpha as alignment_tax,
+        combined.total_return - combined.buy_and_hold_return as excess_return,
+        alignment.alignment_tax,
+        alignment.alignment_tax_start,
+        alignment.alignment_tax_end,
         coalesce(
             combined.n_trades >= {{ var('win_rate_trap_min_trades') }}
             and combined.win_rate > {{ var('win_rate_trap_min_win_rate') }}
-            and combined.total_return < buy_and_hold.total_return,
+            and combined.total_return < combined.buy_and_hold_return,
             false
         ) as win_rate_trap
     from combined
-    left join combined as buy_and_hold
-        on buy_and_hold.arm = 'buy_and_hold'
-        and combined.market = buy_and_hold.market
-        and combined.ticker = buy_and_hold.ticker
-    -- the same model, attitude and replicate without alignment (Free mode)
-    left join combined as free
-        on combined.arm_kind != 'baseline'
-        and free."mode" = 'free'
-        and free.arm_kind = combined.arm_kind
-        and free.model = combined.model
-        and free.attitude is not distinct from combined.attitude
-        and free.replicate = combined.replicate
-        and free.market = combined.market
-        and free.ticker = combined.ticker
+    left join alignment
+        on combined.arm = alignment.arm
+        and combined.market = alignment.market
+        and combined.ticker = alignment.ticker
 )
 
 select * from final

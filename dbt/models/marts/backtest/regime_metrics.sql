@@ -1,6 +1,8 @@
 -- The main metrics per arm, market and regime (DESIGN §8): each arm's portfolio on the
 -- sessions of one benchmark regime (regime_labels), compounded over those sessions in date
--- order as if they were one series, with the round trips entered in that regime.
+-- order as if they were one series, with the round trips entered in that regime. Each arm
+-- over its own window; excess_return against buy-and-hold over that window, on the same
+-- sessions (hold_daily_return of backtest_daily).
 with portfolio as (
     select daily.*, coalesce(regimes.regime, 'unlabelled') as regime
     from {{ ref('backtest_daily') }} as daily
@@ -33,7 +35,8 @@ returns as (
         {{ return_metrics('daily_return', 'drawdown') }},
         any_value(regime_beta.beta) as beta,
         {{ alpha('daily_return', 'benchmark_return', 'regime_beta.beta') }} as alpha,
-        product(1 + benchmark_return) - 1 as benchmark_return,
+        {{ total_return('benchmark_return') }} as benchmark_return,
+        {{ total_return('hold_daily_return') }} as buy_and_hold_return,
         avg(exposure) as avg_exposure
     from with_drawdown
     inner join regime_beta using (arm, market, regime)
@@ -54,16 +57,12 @@ final as (
     select
         returns.*,
         {{ calmar('returns.annualized_return', 'returns.max_drawdown') }} as calmar,
-        returns.total_return - buy_and_hold.total_return as excess_return,
+        returns.total_return - returns.buy_and_hold_return as excess_return,
         coalesce(trade_stats.n_trades, 0) as n_trades,
         trade_stats.win_rate,
         trade_stats.profit_factor,
         trade_stats.payoff_ratio
     from returns
-    left join returns as buy_and_hold
-        on buy_and_hold.arm = 'buy_and_hold'
-        and returns.market = buy_and_hold.market
-        and returns.regime = buy_and_hold.regime
     left join trade_stats
         on returns.arm = trade_stats.arm
         and returns.market = trade_stats.market

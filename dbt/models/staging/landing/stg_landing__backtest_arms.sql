@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('landing', 'backtest_arms') }}
+    select * from {{ landing_files('backtest_arms') }}
 ),
 
 final as (
@@ -20,7 +20,11 @@ final as (
         n_untradable_decisions,
         fill_at,
         random_seed,
-        initial_capital
+        initial_capital,
+        config_hash,
+        decision_ingest_ids,
+        decisions_hash,
+        ingest_id
     from source
 )
 

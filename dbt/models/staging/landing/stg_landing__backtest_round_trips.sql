@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('landing', 'backtest_round_trips') }}
+    select * from {{ landing_files('backtest_round_trips') }}
 ),
 
 final as (

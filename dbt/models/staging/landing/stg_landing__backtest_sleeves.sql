@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('landing', 'backtest_sleeves') }}
+    select * from {{ landing_files('backtest_sleeves') }}
 ),
 
 final as (
@@ -21,7 +21,9 @@ final as (
         equity,
         exposure,
         daily_return,
-        initial_capital
+        initial_capital,
+        hold_equity,
+        hold_daily_return
     from source
 )
 
