@@ -550,17 +550,8 @@ def decision_lineage(decided: pd.DataFrame) -> dict[str, str | None]:
     def distinct(column: str) -> str | None:
         return ",".join(sorted(decided[column].dropna().astype(str).unique())) or None
 
-    keys = (
-        decided["ticker"].astype(str)
-        + "|"
-        + decided["decision_date"].astype(str)
-        + "|"
-        + decided["request_hash"].astype(str)
-        + "|"
-        + decided["action"].astype(str)
-        + "|"
-        + decided["target_exposure"].astype(str)
-    )
+    columns = ["ticker", "decision_date", "request_hash", "action", "target_exposure"]
+    keys = ["|".join(map(str, row)) for row in decided[columns].itertuples(index=False)]
     digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
     return {
         "config_hash": distinct("config_hash"),

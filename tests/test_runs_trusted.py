@@ -86,6 +86,19 @@ def test_a_real_model_id_runs_from_infer_to_metrics(sample_copy, capsys):
         ).fetchall()
     assert (slug, "us", "Qwen/Qwen3.5-35B-A3B") in metrics
     assert (slug, "cn", "Qwen/Qwen3.5-35B-A3B") in metrics
+    # Each metric row names the data and configuration it came from.
+    with duckdb.connect(str(sample_copy.warehouse), read_only=True) as connection:
+        lineage = connection.execute(
+            "select market, ingest_id, decision_ingest_ids, config_hash, decisions_hash "
+            "from backtest_metrics where arm = ? and ticker = '__portfolio__' order by market",
+            [slug],
+        ).fetchall()
+    for market, ingest, decision_ingests, config, decisions in lineage:
+        made = rows[rows["market"] == market]
+        assert ingest == decision_ingests == made["ingest_id"].iloc[0]
+        assert config == made["config_hash"].iloc[0] and len(config) == 16
+        assert decisions is not None and len(decisions) == 16
+    assert lineage[0][4] != lineage[1][4]  # other decisions, another hash
 
 
 @pytest.mark.parametrize(
