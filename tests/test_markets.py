@@ -122,3 +122,36 @@ def test_a_us_only_dataset_runs_end_to_end(tmp_path: Path, capsys):
             assert markets == [("us",)], table
         arms = {arm for (arm,) in connection.execute("select arm from backtest_metrics").fetchall()}
     assert {"reference__free", "buy_and_hold"} <= arms
+
+
+def test_raw_contract_checks_pass_a_market_never_ingested(tiny_dataset: Path, tmp_path: Path):
+    import dagster as dg
+
+    from dagster_project.checks import RAW_CHECK_NAME, gate_check_selection, raw_contract_checks
+    from dagster_project.definitions import defs
+    from dagster_project.ingest_assets import raw_asset_key, raw_tables
+    from dagster_project.resources import DataDirResource
+    from ingest.load import ingest_files
+
+    layout = DataLayout(tmp_path / "data")
+    ingest_files(layout, tiny_dataset)
+    layout.raw_file("us", "news").unlink()  # an ingested market with a file gone still fails
+
+    def evaluations() -> dict[str, dg.AssetCheckEvaluation]:
+        result = dg.materialize(
+            [raw_tables, raw_contract_checks],
+            selection=dg.AssetSelection.checks(raw_contract_checks),
+            resources={"data_dir": DataDirResource(data_dir=str(layout.data_dir))},
+            raise_on_error=False,
+        )
+        return {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+
+    found = evaluations()
+    assert {key for key, e in found.items() if not e.passed} == {"raw/us/news"}
+    assert "not_ingested" in found["raw/cn/prices"].metadata
+    assert "not_ingested" not in found["raw/us/prices"].metadata
+
+    selected = gate_check_selection(["us"]).resolve_checks(defs.resolve_asset_graph())
+    raw_checks = {key.asset_key for key in selected if key.name == RAW_CHECK_NAME}
+    assert raw_checks and all(key.path[1] == "us" for key in raw_checks)
+    assert raw_asset_key("us", "prices") in raw_checks
