@@ -78,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dagster_project.runner import backtest, build_warehouse, infer
     from inference.experiments import load_experiment
     from ingest.layout import DataLayout
-    from ingest.load import session_span
+    from ingest.load import ingested_markets, session_span
 
     out = Path(args.out).expanduser().resolve()
     _set_locations(str(out), None)
@@ -97,7 +97,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for arm in experiment.arms:
         kind = "an LLM" if arm.model.is_llm else "a reference rule agent, NOT an LLM"
         print(f"  {arm.slug}: {kind}, {'position-aware' if arm.position_aware else 'blind'}")
-    print(infer([arm.slug for arm in experiment.arms], start, end, {"markets": list(MARKETS)}))
+    markets = ingested_markets(layout)
+    print(infer([arm.slug for arm in experiment.arms], start, end, {"markets": markets}))
     print("[4/4] backtest with the baselines, metric and regime tables")
     print(backtest({}))
     print(f"warehouse: {layout.warehouse}")
@@ -132,6 +133,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     from dagster_project.runner import infer
     from inference.experiments import ExperimentError, load_experiment
+    from ingest.layout import DataLayout
+    from ingest.load import ingested_markets
 
     try:
         experiment = load_experiment(args.experiments)
@@ -140,7 +143,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     except ExperimentError as error:
         print(f"strat-llm infer: {error}", file=sys.stderr)
         return 1
-    config: dict[str, object] = {"markets": args.market or list(MARKETS)}
+    config: dict[str, object] = {"markets": ingested_markets(DataLayout.from_env(), args.market)}
     for name in ("base_url", "concurrency", "experiments", "token_budget"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
@@ -155,8 +158,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from dagster_project.runner import backtest
     from ingest.layout import DataLayout
+    from ingest.load import ingested_markets
 
     config: dict[str, object] = {"random_seed": args.seed, "fill_at": args.fill_at}
+    config["markets"] = ingested_markets(DataLayout.from_env(), args.market)
     for name in ("start", "end", "arms", "baselines", "market"):
         value = getattr(args, name)
         if value is not None:
@@ -172,6 +177,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from inference.experiments import ExperimentError, load_experiment
     from ingest.calendars import sessions
     from ingest.layout import DataLayout
+    from ingest.load import ingested_markets
 
     layout = DataLayout.from_env()
     cache_path = layout.response_cache
@@ -188,7 +194,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except ExperimentError as error:
         print(f"strat-llm batch: {error}", file=sys.stderr)
         return 1
-    markets = args.market or list(MARKETS)
+    markets = ingested_markets(layout, args.market)
     days = sorted({day for market in markets for day in sessions(market, args.start, args.end)})
     if not days:
         print(f"strat-llm batch: no sessions from {args.start} to {args.end}", file=sys.stderr)

@@ -59,7 +59,8 @@ class InferConfig(dg.Config):
 
     base_url: str | None = None
     concurrency: int | None = None
-    markets: list[str] = list(MARKETS)
+    # None: every ingested market (a dataset may hold one market).
+    markets: list[str] | None = None
     experiments: str | None = None
     token_budget: int | None = None
 
@@ -105,6 +106,7 @@ def run_agent_range(
 ) -> tuple[dict[str, "RunSummary"], list[Path]]:
     """Decide and book every (arm, date) partition of a run: (summaries by arm, book files)."""
     from inference.experiments import load_experiment
+    from ingest.load import ingested_markets
 
     layout = data_dir.export_env()
     experiment = load_experiment(config.experiments)
@@ -117,7 +119,8 @@ def run_agent_range(
             arm = dataclasses.replace(arm, model=model)
         arms.append(arm)
     days = sorted({day for dates in grouped.values() for day in dates})
-    return decide(arms, days, layout, markets=config.markets, token_budget=config.token_budget)
+    markets = ingested_markets(layout, config.markets)
+    return decide(arms, days, layout, markets=markets, token_budget=config.token_budget)
 
 
 @dg.multi_asset(

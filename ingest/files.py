@@ -80,12 +80,15 @@ def dataset_markets(root: Path, markets: list[str] | None) -> list[str]:
     """The markets to load from a dataset folder; errors name what is missing."""
     if not root.is_dir():
         raise ContractError(f"{root}: no such directory")
-    if markets:
-        absent = [market for market in markets if not (root / market).is_dir()]
-        if absent:
-            raise ContractError(f"{root}: no folder for market(s) {', '.join(absent)}")
-        return markets
     present = [market for market in MARKETS if (root / market).is_dir()]
+    if markets:
+        absent = [market for market in markets if market not in present]
+        if absent:
+            raise ContractError(
+                f"{root}: no folder for market(s) {', '.join(absent)}; add it, or ingest only "
+                f"the market(s) the dataset has ({', '.join(present) or 'none'})"
+            )
+        return markets
     if not present:
         raise ContractError(
             f"{root}: no market folders; expected {' and/or '.join(m + '/' for m in MARKETS)}"

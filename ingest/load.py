@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -280,18 +280,41 @@ def ingest_sample(
     )
 
 
+def ingested_markets(layout: DataLayout, requested: Sequence[str] | None = None) -> list[str]:
+    """The markets a command works on: `requested` when every one of them has been ingested,
+    else every ingested market. A market counts as ingested once its manifest
+    (raw/<market>/_ingest.json, written last by an ingest) exists, so a dataset may hold one
+    market or both, and markets are added one at a time."""
+    present = [market for market in MARKETS if layout.ingest_manifest(market).is_file()]
+    raw = layout.data_dir / "raw"
+    if not present:
+        raise ContractError(f"{raw}: nothing ingested yet; run `strat-llm ingest` first")
+    if not requested:
+        return present
+    absent = [market for market in dict.fromkeys(requested) if market not in present]
+    if absent:
+        names = ", ".join(absent)
+        raise ContractError(
+            f"market {names} was not ingested (no {raw}/{absent[0]}/_ingest.json; ingested: "
+            f"{', '.join(present)}): ingest it first (`strat-llm ingest --source files --path "
+            f"DATASET --market {absent[0]}`, or `--source sample --market {absent[0]}`), or "
+            f"leave out --market {absent[0]}"
+        )
+    return list(dict.fromkeys(requested))
+
+
 def session_span(layout: DataLayout) -> tuple[date, date]:
     """First and last session over every ingested market's calendar."""
     spans = []
-    for market in MARKETS:
-        path = layout.raw_file(market, "sessions")
-        if path.is_file():
-            days = pq.read_table(path, columns=["session_date"]).column("session_date")
-            if len(days):
-                spans.append((min(days.to_pylist()), max(days.to_pylist())))
+    for market in ingested_markets(layout):
+        days = pq.read_table(layout.raw_file(market, "sessions"), columns=["session_date"])
+        dates = days.column("session_date").to_pylist()
+        if dates:
+            spans.append((min(dates), max(dates)))
     if not spans:
         raise ContractError(
-            f"{layout.data_dir / 'raw'}: nothing ingested yet; run `strat-llm ingest` first"
+            f"{layout.data_dir / 'raw'}: the ingested markets have no sessions; ingest prices "
+            "or a benchmark first"
         )
     return min(first for first, _ in spans), max(last for _, last in spans)
 
