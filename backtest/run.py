@@ -83,6 +83,7 @@ DECISION_COLUMNS = (
     "previous_exposure",
     "parse_status",
     "answer_status",
+    "view",
     "request_hash",
     "action",
     "snapshot_hash",
@@ -394,6 +395,7 @@ def _arm_rows(market: str, decisions: pd.DataFrame, baselines: Sequence[str]) ->
             attitude=("attitude", "first"),
             replicate=("replicate", "first"),
             is_llm=("is_llm", "first"),
+            view=("view", "first"),
         )
         .reset_index()
     )
@@ -406,6 +408,7 @@ def _arm_rows(market: str, decisions: pd.DataFrame, baselines: Sequence[str]) ->
             "attitude": None,
             "replicate": 0,
             "is_llm": False,
+            "view": None,
             "arm_kind": "baseline",
         }
     )
@@ -735,6 +738,7 @@ ARM_SCHEMA = pa.schema(
         ("replicate", pa.int64()),
         ("is_llm", pa.bool_()),
         ("arm_kind", pa.string()),  # llm | reference (a rule agent in a mode) | baseline
+        ("view", pa.string()),  # aware | blind; null for baselines
         ("window_start", pa.date32()),
         ("window_end", pa.date32()),
         ("n_sessions", pa.int64()),

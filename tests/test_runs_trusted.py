@@ -143,3 +143,22 @@ def test_reingested_data_makes_the_backtest_refuse_stale_decisions(sample_copy, 
     assert main([*common, "infer", "--arm", slug, "--start", START, "--end", END]) == 0
     assert main([*common, "backtest", "--arm", slug]) == 0
     assert set(_decisions(sample_copy, slug)["ingest_id"]).isdisjoint(first["ingest_id"])
+
+
+def test_the_alignment_tax_compares_an_arm_with_the_free_arm_of_its_own_view(sample_copy):
+    common = ["--data-dir", str(sample_copy.data_dir)]
+    arms = ["reference__free", "reference__free__blind", "reference__strict__blind"]
+    window = ["--start", START, "--end", "2025-03-07"]
+    assert main([*common, "infer", *(f"--arm={arm}" for arm in arms), *window]) == 0
+    assert main([*common, "backtest", *(f"--arm={arm}" for arm in arms)]) == 0
+    with duckdb.connect(str(sample_copy.warehouse), read_only=True) as connection:
+        rows = connection.execute(
+            "select arm, count(*), count(alignment_tax) from backtest_metrics "
+            "where ticker = '__portfolio__' and market = 'us' group by arm order by arm"
+        ).fetchall()
+    # One row each (no second Free arm to pair with), and the blind Strict arm has a tax.
+    assert rows == [
+        ("reference__free", 1, 1),
+        ("reference__free__blind", 1, 1),
+        ("reference__strict__blind", 1, 1),
+    ]

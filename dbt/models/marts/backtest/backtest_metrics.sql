@@ -96,7 +96,7 @@ decision_stats as (
     group by arm, market, ticker
 ),
 
--- Each model arm with its Free arm (the same kind, model, attitude, replicate and market).
+-- Each model arm with its Free arm (the same kind, model, attitude, replicate, view, market).
 free_pairs as (
     select arms.arm, arms.market, free.arm as free_arm
     from arms
@@ -107,6 +107,7 @@ free_pairs as (
         and free.model = arms.model
         and free.attitude is not distinct from arms.attitude
         and free.replicate = arms.replicate
+        and free."view" is not distinct from arms."view"
         and free.market = arms.market
 ),
 

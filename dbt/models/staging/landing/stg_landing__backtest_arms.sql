@@ -12,6 +12,7 @@ final as (
         replicate,
         is_llm,
         arm_kind,
+        "view",
         window_start,
         window_end,
         n_sessions,
