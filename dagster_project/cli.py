@@ -250,7 +250,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
 
-    from inference.batch import export_batch, import_batch
+    from inference.batch import BatchFileError, export_batch, import_batch
     from inference.experiments import ExperimentError, load_experiment
     from ingest.calendars import sessions
 
@@ -262,7 +262,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
             raise DataError(f"{source} is a directory; name the batch output file (JSONL)")
         if not source.is_file():
             raise DataError(f"{source}: no such file")
-        summary = import_batch(source, cache_path)
+        try:
+            summary = import_batch(source, cache_path)
+        except BatchFileError as error:
+            raise DataError(str(error)) from error
         print(f"stored {summary.stored} answers in {cache_path}")
         for line in summary.failed[:20]:
             print(f"failed {line}")
