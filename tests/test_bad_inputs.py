@@ -549,3 +549,18 @@ def test_readme_table_is_what_the_cases_print(request: pytest.FixtureRequest):
     assert text == expected, (
         f"README's 'What happens when…' table is stale: rerun with {WRITE_ENV}=1 to rewrite it"
     )
+
+
+def test_debug_setting_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The one-line report of an unexpected error hides nothing: STRAT_LLM_DEBUG re-raises it."""
+    import duckdb
+
+    from dagster_project.cli import DEBUG_ENV
+
+    (tmp_path / "warehouse.duckdb").write_text("not a database\n")
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    for name in (DATA_DIR_ENV, WAREHOUSE_ENV):  # main sets them; monkeypatch restores them
+        monkeypatch.setenv(name, str(tmp_path))
+    argv = ["--data-dir", str(tmp_path), *f"{PROMPT} --date 2025-03-04".split()]
+    with pytest.raises(duckdb.IOException):
+        main(argv)
