@@ -18,7 +18,7 @@ from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
 
 SOURCES = ("sample", "files")
 DEBUG_ENV = "STRAT_LLM_DEBUG"
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class UsageError(Exception):
@@ -78,10 +78,17 @@ def check_window(args: argparse.Namespace) -> None:
 
 
 def check_locations(layout: DataLayout) -> None:
+    """The locations may come from options or the environment; the message names both."""
     if layout.data_dir.exists() and not layout.data_dir.is_dir():
-        raise DataError(f"--data-dir {layout.data_dir} is a file; name a directory")
+        raise DataError(
+            f"the data directory {layout.data_dir} (--data-dir / ${DATA_DIR_ENV}) is a file; "
+            "name a directory"
+        )
     if layout.warehouse.is_dir():
-        raise DataError(f"--warehouse {layout.warehouse} is a directory; name a DuckDB file")
+        raise DataError(
+            f"the warehouse {layout.warehouse} (--warehouse / ${WAREHOUSE_ENV}) is a directory; "
+            "name a DuckDB file"
+        )
 
 
 def require_warehouse(layout: DataLayout) -> None:
@@ -99,7 +106,6 @@ def require_warehouse(layout: DataLayout) -> None:
 def _set_locations(data_dir: str | None, warehouse: str | None) -> None:
     """Environment variables are how the locations reach Dagster resources and dbt alike.
     An explicit data directory brings its own warehouse file unless --warehouse names one."""
-
     if data_dir or warehouse:
         layout = DataLayout.from_env(data_dir, warehouse)
         os.environ[DATA_DIR_ENV] = str(layout.data_dir)

@@ -135,6 +135,12 @@ CASES: tuple[Case, ...] = (
     case("no command is given", "", 2, "the following arguments are required: command"),
     # Data: the command line is fine, the files it names are not there or not usable (exit 1).
     case("the data directory is a file", "check", 1, "is a file; name a directory"),
+    case(
+        "the warehouse is a folder",
+        "--warehouse {tmp} check",
+        1,
+        "(--warehouse / $STRAT_LLM_WAREHOUSE) is a directory; name a DuckDB file",
+    ),
     case("check runs on an empty data directory", "check", 1, "no warehouse at"),
     case("backtest runs before any build", "backtest", 1, "run `strat-llm ingest` then"),
     case("batch export runs before any build", f"{EXPORT} --out x.jsonl", 1, "no warehouse at"),
