@@ -7,20 +7,105 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from ingest.calendars import MARKETS
-from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV
+from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
 
 SOURCES = ("sample", "files")
+DEBUG_ENV = "STRAT_LLM_DEBUG"
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (a value or a combination of options): exit 2."""
+
+
+class DataError(Exception):
+    """The command line is fine but the files it names are not there or not usable: exit 1."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, with its complaint on one line (no usage block) and a pointer to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def iso_date(text: str) -> str:
+    """An argparse type: a real calendar date written YYYY-MM-DD, kept as that text."""
+    if not _ISO_DATE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD")
+    try:
+        date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a real date ({error})") from error
+    return text
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts and budgets: 1 or more."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (1 or more)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type for seeds: numpy refuses negative ones."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; a seed is 0 or more")
+    return value
+
+
+def check_window(args: argparse.Namespace) -> None:
+    """Every command with both --start and --end wants them in order (ISO text sorts as dates)."""
+    start, end = getattr(args, "start", None), getattr(args, "end", None)
+    if start and end and end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
+
+
+def check_locations(layout: DataLayout) -> None:
+    """The locations may come from options or the environment; the message names both."""
+    if layout.data_dir.exists() and not layout.data_dir.is_dir():
+        raise DataError(
+            f"the data directory {layout.data_dir} (--data-dir / ${DATA_DIR_ENV}) is a file; "
+            "name a directory"
+        )
+    if layout.warehouse.is_dir():
+        raise DataError(
+            f"the warehouse {layout.warehouse} (--warehouse / ${WAREHOUSE_ENV}) is a directory; "
+            "name a DuckDB file"
+        )
+
+
+def require_warehouse(layout: DataLayout) -> None:
+    """Commands that read the warehouse say so, and what to run, before anything opens it."""
+    if layout.warehouse.is_file():
+        return
+    if (layout.data_dir / "raw").is_dir():
+        raise DataError(f"no warehouse at {layout.warehouse}; run `strat-llm build` first")
+    raise DataError(
+        f"no warehouse at {layout.warehouse} and nothing ingested in {layout.data_dir}; run "
+        "`strat-llm ingest` then `strat-llm build` first"
+    )
 
 
 def _set_locations(data_dir: str | None, warehouse: str | None) -> None:
     """Environment variables are how the locations reach Dagster resources and dbt alike.
     An explicit data directory brings its own warehouse file unless --warehouse names one."""
-    from ingest.layout import DataLayout
-
     if data_dir or warehouse:
         layout = DataLayout.from_env(data_dir, warehouse)
         os.environ[DATA_DIR_ENV] = str(layout.data_dir)
@@ -35,7 +120,6 @@ def _ingest(
     from dagster_project.ingest_assets import raw_asset_keys, raw_tables
     from dagster_project.resources import DataDirResource
     from dagster_project.runner import run_assets
-    from ingest.layout import DataLayout
     from ingest.load import format_summary, read_manifest
 
     chosen = markets or list(MARKETS)
@@ -52,9 +136,9 @@ def _ingest(
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     if args.source == "files" and not args.path:
-        raise SystemExit("strat-llm ingest: --source files needs --path DIR (the dataset folder)")
+        raise UsageError("--source files needs --path DIR (the dataset folder)")
     if args.source == "sample" and args.path:
-        raise SystemExit("strat-llm ingest: --path is only for --source files")
+        raise UsageError("--path is only for --source files")
     config: dict[str, object] = {
         "source": args.source,
         "on_bad_rows": args.on_bad_rows,
@@ -108,10 +192,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from dagster_project.runner import build_warehouse
-    from ingest.layout import DataLayout
 
     layout = DataLayout.from_env()
     start, end = build_window(layout, args.start, args.end)
+    if end < start:
+        raise DataError(
+            f"the window {start} .. {end} is empty: the ingested sessions end {end}; "
+            "choose an earlier --start"
+            if args.start and not args.end
+            else f"the window {start} .. {end} is empty: the ingested sessions begin {start}; "
+            "choose a later --end"
+        )
     print(f"building the point-in-time warehouse for decision dates {start} .. {end}")
     summary = build_warehouse(start, end)
     print(summary)
@@ -121,7 +212,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from dagster_project.runner import check_gate
-    from ingest.layout import DataLayout
 
     print(f"leakage gate on {DataLayout.from_env().warehouse}")
     print(check_gate())
@@ -132,25 +222,18 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from datetime import date
 
     from dagster_project.runner import infer
-    from inference.experiments import ExperimentError, load_experiment
+    from inference.experiments import load_experiment
     from ingest.layout import DataLayout
     from ingest.load import ingested_markets
 
-    try:
-        experiment = load_experiment(args.experiments)
-        for slug in args.arm:
-            experiment.arm(slug, args.base_url)
-    except ExperimentError as error:
-        print(f"strat-llm infer: {error}", file=sys.stderr)
-        return 1
+    experiment = load_experiment(args.experiments)
+    for slug in args.arm:  # every arm named is checked before anything runs
+        experiment.arm(slug, args.base_url)
     config: dict[str, object] = {"markets": ingested_markets(DataLayout.from_env(), args.market)}
     for name in ("base_url", "concurrency", "experiments", "token_budget"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
-    if end < start:
-        print(f"strat-llm infer: --end {end} is before --start {start}", file=sys.stderr)
-        return 1
     print(infer(args.arm, start, end, config))
     return 0
 
@@ -173,7 +256,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
 
-    from inference.batch import export_batch, import_batch
+    from inference.batch import BatchFileError, export_batch, import_batch
     from inference.experiments import ExperimentError, load_experiment
     from ingest.calendars import sessions
     from ingest.layout import DataLayout
@@ -182,7 +265,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     layout = DataLayout.from_env()
     cache_path = layout.response_cache
     if args.action == "import":
-        summary = import_batch(Path(args.file), cache_path)
+        source = Path(args.file)
+        if source.is_dir():
+            raise DataError(f"{source} is a directory; name the batch output file (JSONL)")
+        if not source.is_file():
+            raise DataError(f"{source}: no such file")
+        try:
+            summary = import_batch(source, cache_path)
+        except BatchFileError as error:
+            raise DataError(str(error)) from error
         print(f"stored {summary.stored} answers in {cache_path}")
         for line in summary.failed[:20]:
             print(f"failed {line}")
@@ -194,6 +285,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except ExperimentError as error:
         print(f"strat-llm batch: {error}", file=sys.stderr)
         return 1
+    if Path(args.out).is_dir():
+        raise DataError(f"--out {args.out} is a directory; name the JSONL file to write")
     markets = ingested_markets(layout, args.market)
     days = sorted({day for market in markets for day in sessions(market, args.start, args.end)})
     if not days:
@@ -219,13 +312,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from inference.book import latest_books
     from inference.engine import build_request
     from inference.experiments import ExperimentError, load_experiment
     from inference.snapshots import SnapshotNotFound, load_snapshot
-    from ingest.layout import DataLayout
 
     layout = DataLayout.from_env()
     day = date.fromisoformat(args.date)
@@ -254,10 +344,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_window(layout, start: str | None, end: str | None):
+def build_window(layout: DataLayout, start: str | None, end: str | None) -> tuple[date, date]:
     """The requested window, or the whole span of the ingested session calendars."""
-    from datetime import date
-
     from ingest.load import session_span
 
     if start and end:
@@ -269,7 +357,7 @@ def build_window(layout, start: str | None, end: str | None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="strat-llm",
         description="Point-in-time warehouse for evaluating LLM trading agents.",
     )
@@ -303,22 +391,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept exchange sessions missing inside a series (they are listed in the manifest)",
     )
-    ingest.add_argument("--seed", type=int, help="sample generator seed")
-    ingest.add_argument("--start", help="sample span start, YYYY-MM-DD (default 2024-07-01)")
-    ingest.add_argument("--end", help="sample span end, YYYY-MM-DD (default 2025-12-31)")
+    ingest.add_argument("--seed", type=non_negative_int, help="sample generator seed")
+    ingest.add_argument(
+        "--start", type=iso_date, help="sample span start, YYYY-MM-DD (default 2024-07-01)"
+    )
+    ingest.add_argument(
+        "--end", type=iso_date, help="sample span end, YYYY-MM-DD (default 2025-12-31)"
+    )
     ingest.set_defaults(handler=cmd_ingest)
 
     build = commands.add_parser(
         "build", help="build the point-in-time warehouse (dbt) for a decision-date window"
     )
-    build.add_argument("--start", help="first decision date, YYYY-MM-DD (default: data start)")
-    build.add_argument("--end", help="last decision date, YYYY-MM-DD (default: data end)")
+    build.add_argument(
+        "--start", type=iso_date, help="first decision date, YYYY-MM-DD (default: data start)"
+    )
+    build.add_argument(
+        "--end", type=iso_date, help="last decision date, YYYY-MM-DD (default: data end)"
+    )
     build.set_defaults(handler=cmd_build)
 
     check = commands.add_parser(
         "check", help="run the leakage gate; exit 1 naming the expectation and rows if it fails"
     )
-    check.set_defaults(handler=cmd_check)
+    check.set_defaults(handler=cmd_check, needs_warehouse=True)
 
     from inference.experiments import SLUG_GRAMMAR
     from inference.prompts import DEFAULT_TOKEN_BUDGET
@@ -330,18 +426,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help=f"{SLUG_GRAMMAR} (repeatable: the arms of a date go out together)",
     )
-    infer.add_argument("--start", required=True, help="first decision date, YYYY-MM-DD")
-    infer.add_argument("--end", required=True, help="last decision date, YYYY-MM-DD")
+    infer.add_argument(
+        "--start", type=iso_date, required=True, help="first decision date, YYYY-MM-DD"
+    )
+    infer.add_argument("--end", type=iso_date, required=True, help="last decision date, YYYY-MM-DD")
     infer.add_argument(
         "--base-url", help="OpenAI-compatible server; an unconfigured model is its model id"
     )
-    infer.add_argument("--concurrency", type=int, help="requests in flight (overrides config)")
+    infer.add_argument(
+        "--concurrency", type=positive_int, help="requests in flight (overrides config)"
+    )
     infer.add_argument(
         "--market", choices=MARKETS, action="append", help="only this market (repeatable)"
     )
     infer.add_argument("--experiments", help="experiments YAML (default experiments/default.yaml)")
-    infer.add_argument("--token-budget", type=int, help="prompt budget in estimated tokens")
-    infer.set_defaults(handler=cmd_infer)
+    infer.add_argument(
+        "--token-budget", type=positive_int, help="prompt budget in estimated tokens"
+    )
+    infer.set_defaults(handler=cmd_infer, needs_warehouse=True)
 
     from backtest.run import FILL_PRICES
     from backtest.targets import BASELINE_ARMS
@@ -352,10 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
         "only their stored results; build the metric and regime tables",
     )
     backtest.add_argument(
-        "--start", help="first session, YYYY-MM-DD (default: each arm's first decision)"
+        "--start",
+        type=iso_date,
+        help="first session, YYYY-MM-DD (default: each arm's first decision)",
     )
     backtest.add_argument(
-        "--end", help="last session, YYYY-MM-DD (default: each arm's last decision)"
+        "--end", type=iso_date, help="last session, YYYY-MM-DD (default: each arm's last decision)"
     )
     backtest.add_argument(
         "--arm",
@@ -376,25 +480,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="only this market (repeatable); other markets' results stay",
     )
-    backtest.add_argument("--seed", type=int, default=0, help="seed of the random arm")
+    backtest.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random arm")
     backtest.add_argument(
         "--fill-at",
         choices=FILL_PRICES,
         default="open",
         help="price a decision for session D fills at (default: D's open)",
     )
-    backtest.set_defaults(handler=cmd_backtest)
+    backtest.set_defaults(handler=cmd_backtest, needs_warehouse=True)
 
     batch = commands.add_parser("batch", help="OpenAI batch JSONL export and import")
     batch_actions = batch.add_subparsers(dest="action", required=True)
     export = batch_actions.add_parser("export", help="write an arm's unanswered requests")
     export.add_argument("--arm", required=True)
-    export.add_argument("--start", required=True)
-    export.add_argument("--end", required=True)
+    export.add_argument("--start", type=iso_date, required=True, help="YYYY-MM-DD")
+    export.add_argument("--end", type=iso_date, required=True, help="YYYY-MM-DD")
     export.add_argument("--out", required=True, help="JSONL file to write")
     export.add_argument("--market", choices=MARKETS, action="append")
     export.add_argument("--base-url", help="as for infer: makes an unconfigured model usable")
     export.add_argument("--experiments")
+    export.set_defaults(needs_warehouse=True)
     load = batch_actions.add_parser("import", help="store a batch output file's answers")
     load.add_argument("file", help="output JSONL of vllm run-batch or the OpenAI Batch API")
     batch.set_defaults(handler=cmd_batch)
@@ -405,11 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--arm", required=True, help=SLUG_GRAMMAR)
     prompt.add_argument("--market", choices=MARKETS, required=True)
     prompt.add_argument("--ticker", required=True)
-    prompt.add_argument("--date", required=True, help="decision date, YYYY-MM-DD")
+    prompt.add_argument("--date", type=iso_date, required=True, help="decision date, YYYY-MM-DD")
     prompt.add_argument("--experiments", help="experiments YAML (default experiments/default.yaml)")
     prompt.add_argument("--base-url", help="as for infer: makes an unconfigured model usable")
-    prompt.add_argument("--token-budget", type=int, default=DEFAULT_TOKEN_BUDGET)
-    prompt.set_defaults(handler=cmd_prompt)
+    prompt.add_argument("--token-budget", type=positive_int, default=DEFAULT_TOKEN_BUDGET)
+    prompt.set_defaults(handler=cmd_prompt, needs_warehouse=True)
     return parser
 
 
@@ -427,17 +532,52 @@ def _quiet_environment() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure ends as a short message and an exit status (2: usage,
+    1: data or a failed step), never a traceback unless STRAT_LLM_DEBUG asks for one."""
     _quiet_environment()
-    args = build_parser().parse_args(argv)
-    _set_locations(args.data_dir, args.warehouse)
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+    except SystemExit as exit:  # argparse has printed its one line (or the help)
+        return exit.code if isinstance(exit.code, int) else 2
     from backtest.run import BacktestError
     from dagster_project.runner import PipelineError
+    from inference.experiments import ExperimentError
     from ingest.validation import ContractError
 
+    name = f"strat-llm {args.command}"
+    if unknown:  # named by the command they were given to, not by the top-level parser
+        print(
+            f"{name}: unrecognized arguments: {' '.join(unknown)} (see `{name} --help`)",
+            file=sys.stderr,
+        )
+        return 2
     try:
+        check_window(args)
+        _set_locations(args.data_dir, args.warehouse)
+        layout = DataLayout.from_env()
+        check_locations(layout)
+        if getattr(args, "needs_warehouse", False):
+            require_warehouse(layout)
         return args.handler(args)
-    except (PipelineError, ContractError, BacktestError) as error:
-        print(f"strat-llm {args.command}: {error}", file=sys.stderr)
+    except UsageError as error:
+        print(f"{name}: {error} (see `{name} --help`)", file=sys.stderr)
+        return 2
+    except (DataError, PipelineError, ContractError, BacktestError, ExperimentError) as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        # An error nobody anticipated: its class and text on one line, the traceback on demand.
+        text = " ".join(str(error).split()) or "(no message)"
+        print(
+            f"{name}: {type(error).__name__}: {text} (an unexpected error; set {DEBUG_ENV}=1 to "
+            "see the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

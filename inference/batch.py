@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inference.backends.base import Response
 from inference.backends.openai_backend import parse_completion, request_body
+from inference.backends.transport import MalformedBody
 from inference.cache import ResponseCache
 from inference.engine import build_request, load_snapshots
 from inference.experiments import Arm
@@ -79,13 +80,32 @@ def export_batch(
     return ExportSummary(written=len(pending), already_answered=len(answered), path=out)
 
 
-def _response_of(line: dict, number: int, source: Path) -> Response:
+# What a line of a batch output file holds (vllm run-batch and the OpenAI Batch API alike).
+_LINE_FORMAT = (
+    '{"custom_id": ..., "response": {"status_code": 200, "body": <chat completion>}} or '
+    '{"custom_id": ..., "error": ...}'
+)
+
+
+class BatchFileError(ValueError):
+    """The file as a whole is not a batch output file: nothing was stored."""
+
+
+def _response_of(line: object, number: int, source: Path) -> Response:
+    if not isinstance(line, dict):
+        raise ValueError(f"{source} line {number}: not a JSON object; expected {_LINE_FORMAT}")
     custom_id = line.get("custom_id")
     if not isinstance(custom_id, str):
-        raise ValueError(f"{source} line {number}: no custom_id")
+        raise ValueError(f"{source} line {number}: no custom_id; expected {_LINE_FORMAT}")
     error = line.get("error")
-    response = line.get("response") or {}
-    status = response.get("status_code")
+    response = line.get("response")
+    if not error and not isinstance(response, dict):
+        raise ValueError(
+            f"{source} line {number}: neither a response nor an error; expected {_LINE_FORMAT}"
+        )
+    status = (response or {}).get("status_code")
+    if not error and status is None:
+        raise ValueError(f"{source} line {number}: response has no status_code")
     if error or status != 200:
         detail = (error or {}).get("message") if isinstance(error, dict) else error
         return Response(
@@ -95,15 +115,40 @@ def _response_of(line: dict, number: int, source: Path) -> Response:
             error=f"batch error: {detail or f'HTTP {status}'}",
             error_class="batch_error",
         )
-    return parse_completion(response.get("body")).response(custom_id, NAME)
+    try:
+        return parse_completion(response.get("body")).response(custom_id, NAME)
+    except MalformedBody as malformed:
+        raise ValueError(
+            f"{source} line {number}: the body of HTTP 200 is not a chat completion: {malformed}"
+        ) from malformed
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """The non-empty lines; a file whose first one is not JSON is refused whole (a CSV, a
+    request file or a binary would otherwise become one failure per line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise BatchFileError(f"{path}: not UTF-8 text, so not a JSONL batch output file") from error
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise BatchFileError(f"{path}: empty; expected one JSON line per request: {_LINE_FORMAT}")
+    number, first = lines[0]
+    try:
+        json.loads(first)
+    except json.JSONDecodeError as error:
+        raise BatchFileError(
+            f"{path}: not a JSONL batch output file (line {number} is not JSON: {error}); "
+            "import the output file of vllm run-batch or the OpenAI Batch API"
+        ) from error
+    return lines
 
 
 def import_batch(path: Path, cache_path: Path) -> ImportSummary:
     summary = ImportSummary()
-    with ResponseCache(cache_path) as cache, path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
+    lines = _read_lines(path)
+    with ResponseCache(cache_path) as cache:
+        for number, text in lines:
             try:
                 response = _response_of(json.loads(text), number, path)
             except (json.JSONDecodeError, ValueError) as error:

@@ -78,6 +78,10 @@ def read_table_file(path: Path, source: str) -> pd.DataFrame:
 
 def dataset_markets(root: Path, markets: list[str] | None) -> list[str]:
     """The markets to load from a dataset folder; errors name what is missing."""
+    if root.is_file():
+        raise ContractError(
+            f"{root} is a file; --path names the dataset folder (with us/ and/or cn/ inside)"
+        )
     if not root.is_dir():
         raise ContractError(f"{root}: no such directory")
     present = [market for market in MARKETS if (root / market).is_dir()]
@@ -103,3 +107,18 @@ def read_market_files(root: Path, market: str) -> dict[str, tuple[pd.DataFrame, 
         source = f"{market}/{path.name}"
         frames[table] = (read_table_file(path, source), source)
     return frames
+
+
+def _entry(path: Path, prefix: str = "") -> str:
+    return f"{prefix}{path.name}{'/' if path.is_dir() else ''}"
+
+
+def ignored_files(root: Path, market: str) -> list[str]:
+    """What a dataset folder holds that no table reads, relative to it: unknown entries of the
+    market's folder, then of the top folder (other markets' folders are not unknown)."""
+    known = {f"{table}{suffix}" for table in TABLE_NAMES for suffix in FILE_SUFFIXES}
+    inside = sorted((root / market).iterdir())
+    top = sorted(root.iterdir())
+    return [_entry(path, f"{market}/") for path in inside if path.name not in known] + [
+        _entry(path) for path in top if path.name not in MARKETS
+    ]

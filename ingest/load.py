@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ingest.calendars import MARKETS, session_table
 from ingest.contract import TABLE_NAMES, TABLES
-from ingest.files import dataset_markets, read_market_files
+from ingest.files import dataset_markets, ignored_files, read_market_files
 from ingest.layout import DataLayout
 from ingest.validation import (
     ContractError,
@@ -58,6 +58,7 @@ class MarketSummary:
     missing_sessions: dict[str, list[date]]
     ignored_columns: dict[str, list[str]]
     session_span: list[str | None]  # first and last session of raw/<market>/sessions.parquet
+    ignored_files: list[str] = field(default_factory=list)
 
 
 def _time_column(table: str) -> str | None:
@@ -195,6 +196,7 @@ def write_results(
             "quarantined": {table: summary.quarantined for table, summary in tables.items()},
             "span": {table: [summary.first, summary.last] for table, summary in tables.items()},
             "ignored_columns": result.ignored_columns,
+            "ignored_files": result.ignored_files,
             "missing_sessions_accepted": {
                 series: [day.isoformat() for day in days]
                 for series, days in sorted(result.missing_sessions.items())
@@ -215,6 +217,7 @@ def write_results(
                 missing_sessions=result.missing_sessions,
                 ignored_columns=result.ignored_columns,
                 session_span=calendar,
+                ignored_files=result.ignored_files,
             )
         )
     return summaries
@@ -229,10 +232,11 @@ def ingest_files(
     allow_missing_sessions: bool = False,
 ) -> list[MarketSummary]:
     root = Path(root).expanduser().resolve()
-    results = [
-        validate_market(market, read_market_files(root, market))
-        for market in dataset_markets(root, markets)
-    ]
+    results = []
+    for market in dataset_markets(root, markets):
+        result = validate_market(market, read_market_files(root, market))
+        result.ignored_files = ignored_files(root, market)
+        results.append(result)
     return write_results(
         layout,
         results,
@@ -346,6 +350,7 @@ def market_ingest_id(layout: DataLayout, market: str) -> str | None:
 def format_summary(manifests: list[dict]) -> str:
     """Human summary of ingests, from their manifests (the persisted record of each ingest)."""
     lines = []
+    top_level: dict[str, None] = {}  # the dataset's top-folder entries, once for all markets
     for manifest in manifests:
         market = manifest["market"]
         label = " (SYNTHETIC sample market)" if manifest["synthetic"] else ""
@@ -367,4 +372,14 @@ def format_summary(manifests: list[dict]) -> str:
             lines.append(
                 f"  ignored columns in {table}: {', '.join(columns)} (not in the contract)"
             )
+        ignored = manifest.get("ignored_files", [])  # manifests before it was recorded lack it
+        own = [name for name in ignored if name.startswith(f"{market}/")]
+        top_level.update(dict.fromkeys(name for name in ignored if name not in own))
+        if own:
+            lines.append(f"  ignored files: {', '.join(own)} (not in the contract; not loaded)")
+    if top_level:
+        lines.append(
+            f"ignored in the dataset folder: {', '.join(top_level)} (not a market folder; "
+            f"markets are {', '.join(MARKETS)})"
+        )
     return "\n".join(lines)

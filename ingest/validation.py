@@ -56,6 +56,8 @@ class MarketResult:
     sources: dict[str, str]
     ignored_columns: dict[str, list[str]]
     missing_sessions: dict[str, list[date]]
+    # Dataset entries no table reads, relative to the dataset folder (`cn/notes.txt`, `hk/`).
+    ignored_files: list[str] = field(default_factory=list)
 
     @property
     def rows_in(self) -> int:
@@ -123,11 +125,13 @@ def _parse_timestamp(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series
     text = values.map(lambda v: v.isoformat() if isinstance(v, pd.Timestamp | date) else v)
     text = text.astype("string").str.strip()
     has_offset = text.str.contains(_OFFSET_PATTERN, regex=True).fillna(False).astype(bool)
-    no_offset = ~empty & ~has_offset
     parsed = pd.to_datetime(text.where(has_offset), utc=True, format="ISO8601", errors="coerce")
     parsed = parsed.astype("datetime64[us, UTC]")
-    unparseable = has_offset & parsed.isna()
-    # A string with an offset-like tail that still fails to parse is unparseable, not naive.
+    # Only a real timestamp lacks an offset; text such as "yesterday" is simply not a timestamp.
+    without = ~empty & ~has_offset
+    naive = pd.to_datetime(text.where(without), format="ISO8601", errors="coerce").notna()
+    no_offset = without & naive
+    unparseable = (has_offset & parsed.isna()) | (without & ~naive)
     return parsed, unparseable, no_offset
 
 
@@ -294,6 +298,23 @@ def _check_duplicate_keys(check: TableCheck) -> None:
         )
 
 
+def _refuse_duplicate_tickers(universe: TableCheck) -> None:
+    """A ticker listed twice is a whole-file problem: rejecting both rows would reject every
+    row of every table that names the ticker, hundreds of errors hiding the one cause."""
+    tickers = universe.parsed["ticker"]
+    repeated = tickers[tickers.notna() & tickers.duplicated(keep=False)]
+    if repeated.empty:
+        return
+    listed = [
+        f"{ticker} (rows {', '.join(str(index + 1) for index in group.index)})"
+        for ticker, group in repeated.groupby(repeated, sort=True)
+    ]
+    raise ContractError(
+        f"{universe.source}: ticker(s) listed more than once: {'; '.join(listed)}; keep one row "
+        "per ticker"
+    )
+
+
 def _check_tickers(check: TableCheck, tickers: set[str], universe_source: str) -> None:
     ticker = check.parsed["ticker"]
     unknown = ticker.notna() & ~ticker.isin(tickers)
@@ -353,7 +374,7 @@ def validate_market(market: str, frames: dict[str, tuple[pd.DataFrame, str]]) ->
         raise ContractError(f"{market}: missing table(s) {', '.join(absent)}")
     checks = {name: parse_table(TABLES[name], *frames[name]) for name in TABLE_NAMES}
     universe = checks["universe"]
-    _check_duplicate_keys(universe)
+    _refuse_duplicate_tickers(universe)
     known = set(universe.parsed.loc[~universe.bad_mask, "ticker"].dropna())
     for check in checks.values():
         if check.spec.references_universe:

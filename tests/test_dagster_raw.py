@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from dagster_project.cli import main
 from dagster_project.definitions import defs
@@ -94,6 +93,6 @@ def test_cli_ingest_reports_bad_rows_and_exits_1(tiny_dataset: Path, tmp_path: P
     assert "prices" in out and "quarantined 1" in out
 
 
-def test_cli_rejects_files_source_without_path(tmp_path: Path):
-    with pytest.raises(SystemExit, match="needs --path"):
-        main(["--data-dir", str(tmp_path), "ingest", "--source", "files"])
+def test_cli_rejects_files_source_without_path(tmp_path: Path, capsys):
+    assert main(["--data-dir", str(tmp_path), "ingest", "--source", "files"]) == 2
+    assert "needs --path" in capsys.readouterr().err

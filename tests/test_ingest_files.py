@@ -11,7 +11,7 @@ import pytest
 
 from ingest.contract import TABLE_NAMES
 from ingest.layout import DataLayout
-from ingest.load import IngestError, ingest_files, read_manifest
+from ingest.load import IngestError, format_summary, ingest_files, read_manifest
 from ingest.validation import ContractError
 from tests.conftest import TINY_US, write_dataset
 
@@ -278,3 +278,26 @@ def test_extra_columns_are_reported_not_loaded(tiny_dataset: Path, tmp_path: Pat
 def test_unknown_market_folder_is_named(tiny_dataset: Path, tmp_path: Path):
     with pytest.raises(ContractError, match="no folder for market"):
         ingest_files(_layout(tmp_path), tiny_dataset, ["cn"])
+
+
+def test_files_outside_the_contract_are_listed_not_loaded(tiny_dataset: Path, tmp_path: Path):
+    (tiny_dataset / "us" / "corporate_actions.csv").write_text("ticker,ex_date\n")
+    (tiny_dataset / "us" / "extra").mkdir()
+    (tiny_dataset / "hk").mkdir()
+    (tiny_dataset / "README.md").write_text("notes\n")
+    layout = _layout(tmp_path)
+    [summary] = ingest_files(layout, tiny_dataset)
+    listed = ["us/corporate_actions.csv", "us/extra/", "README.md", "hk/"]
+    assert summary.ignored_files == listed
+    assert read_manifest(layout, "us")["ignored_files"] == listed
+    text = format_summary([read_manifest(layout, "us")])
+    assert "ignored files: us/corporate_actions.csv, us/extra/" in text
+    assert "ignored in the dataset folder: README.md, hk/" in text
+
+
+def test_a_clean_dataset_lists_no_ignored_files(tiny_dataset: Path, tmp_path: Path):
+    layout = _layout(tmp_path)
+    [summary] = ingest_files(layout, tiny_dataset)
+    assert summary.ignored_files == [] and "ignored" not in format_summary(
+        [read_manifest(layout, "us")]
+    )
