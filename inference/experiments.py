@@ -226,6 +226,14 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
     )
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's complaint on one line, with where it is (its own text spans lines)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def _yaml_word(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -238,7 +246,7 @@ def load_experiment(path: str | Path | None = None) -> Experiment:
     try:
         raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
-        raise ExperimentError(f"{source}: not valid YAML: {error}") from error
+        raise ExperimentError(f"{source}: not valid YAML: {_yaml_problem(error)}") from error
     if not isinstance(raw, dict):
         raise ExperimentError(
             f"{source}: expected a mapping with models, modes, attitudes, views, replicates"

@@ -372,10 +372,24 @@ CASES: tuple[Case, ...] = (
         "the experiments file is not YAML",
         f"{SAMPLE_PROMPT} --arm reference__free --experiments {{tmp}}/bad.yaml",
         1,
-        "not valid YAML",
+        "not valid YAML: line 2, column 6: expected ',' or ']'",
         files={"bad.yaml": "models: [reference\nmodes: free: guided\n"},
         setup="built",
-        lines=8,  # the YAML parser's own pointer to the line and column
+    ),
+    case(
+        "a model key is a word YAML reads as a boolean",
+        f"{SAMPLE_PROMPT} --arm off__free --experiments {{tmp}}/off.yaml",
+        1,
+        "model key False is not text",
+        files={"off.yaml": "models:\n  off: {backend: reference}\n"},
+        setup="built",
+    ),
+    case(
+        "an arm's model is an org/name id with an empty part",
+        f"{SAMPLE_PROMPT} --arm Qwen//Qwen3__free --base-url http://127.0.0.1:8000/v1",
+        1,
+        "is not a model id",
+        setup="built",
     ),
     case(
         "a position-aware arm is exported as one batch",
