@@ -65,6 +65,7 @@ def test_ingested_markets_are_those_with_a_manifest(tmp_path: Path):
 
 def test_naming_a_market_not_ingested_is_an_error_with_the_fix(tmp_path: Path, capsys):
     _fake_ingest(DataLayout(tmp_path), "us")
+    DataLayout(tmp_path).warehouse.touch()  # past the "no warehouse" check, to the market's
     for argv in (
         ["infer", "--arm", "reference__free", "--start", "2025-03-03", "--end", "2025-03-04"],
         ["backtest"],
