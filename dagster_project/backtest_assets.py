@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from backtest.run import BacktestConfig, run_backtest
 from dagster_project.checks import PIT_SNAPSHOTS
+from dagster_project.console import dbt_events
 from dagster_project.dbt_project import dbt_project
 from dagster_project.inference_assets import BOOK, LLM_DECISIONS
 from dagster_project.resources import DataDirResource
@@ -99,4 +100,4 @@ def backtest_dbt_assets(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, data_dir: DataDirResource
 ):
     data_dir.export_env()
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt_events(dbt.cli(["build"], context=context).stream())

@@ -2,6 +2,7 @@
 of the same run (inference, backtest) from materializing."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,6 +10,7 @@ from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource
 from expectations.runner import GateReport, GateRunner, check_raw_file, run_gate
 from ingest.calendars import MARKETS
+from ingest.layout import DataLayout
 
 PIT_SNAPSHOTS = dg.AssetKey("pit_snapshots")
 RAW_CHECK_NAME = "raw_contract"
@@ -51,17 +53,36 @@ def pit_snapshots_leakage_gate(data_dir: DataDirResource) -> dg.AssetCheckResult
     asset=PIT_SNAPSHOTS,
     blocking=False,
     description="Warns when decision dates are not after a model's training cutoff "
-    "(memorisation risk); never blocks.",
+    "(memorisation risk); never blocks. Only the models that run: those of the arms with "
+    "decisions under <data-dir>/landing/llm_decisions/ (none before the first `infer`).",
 )
 def pit_snapshots_knowledge_cutoff(data_dir: DataDirResource) -> dg.AssetCheckResult:
     from expectations.runner import knowledge_cutoff_warnings
 
-    warnings = knowledge_cutoff_warnings(GateRunner(), data_dir.layout().warehouse)
+    layout = data_dir.layout()
+    models = decided_models(layout)
+    warnings = knowledge_cutoff_warnings(GateRunner(), layout.warehouse, models)
     return dg.AssetCheckResult(
         passed=not warnings,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none")},
+        metadata={
+            "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+            "models_run": dg.MetadataValue.text(", ".join(models) or "none"),
+        },
     )
+
+
+def decided_models(layout: DataLayout) -> list[str]:
+    """The model ids of every arm with decisions in the landing folder (the models that run)."""
+    import duckdb
+
+    if not any(Path(layout.landing_dir / "llm_decisions").glob("arm=*/market=*/*.parquet")):
+        return []
+    rows = duckdb.sql(
+        f"select distinct model from read_parquet('{layout.decision_files}', union_by_name=true) "
+        "order by model"
+    ).fetchall()
+    return [model for (model,) in rows if model]
 
 
 @dg.multi_asset_check(

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
+from dagster_project.console import VERBOSE_ENV
 from ingest.calendars import MARKETS
 from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV, DataLayout
 
@@ -128,6 +129,7 @@ def _ingest(
         raw_asset_keys(chosen),
         resources={"data_dir": DataDirResource()},
         ops={"raw_tables": {"config": config}},
+        heartbeat="ingesting",
     )
     layout = DataLayout.from_env()
     summary = format_summary([read_manifest(layout, market) for market in chosen])
@@ -367,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"DuckDB warehouse file (default: <data-dir>/warehouse.duckdb when --data-dir is "
         f"given, else ${WAREHOUSE_ENV}, else ./data/warehouse.duckdb)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show dbt's line per model, seed and test (default: a progress line every 10 s)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the pipeline on the embedded sample, offline")
@@ -519,14 +526,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_environment() -> None:
-    """Offline by default: no telemetry; Dagster's beta notices are not for CLI users."""
+    """Offline by default: no telemetry (runner.py makes DAGSTER_DISABLE_TELEMETRY count: this
+    Dagster reads only dagster.yaml); no colour codes where the output is not a terminal;
+    Dagster's beta notices are not for CLI users."""
     import warnings
 
-    for name, value in (
+    settings = [
         ("DAGSTER_DISABLE_TELEMETRY", "1"),
         ("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"),
         ("GX_ANALYTICS_ENABLED", "false"),
-    ):
+    ]
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        settings += [("DBT_USE_COLORS", "false"), ("NO_COLOR", "1")]
+    for name, value in settings:
         os.environ.setdefault(name, value)
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
 
@@ -551,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
     try:
         check_window(args)
         _set_locations(args.data_dir, args.warehouse)

@@ -4,8 +4,10 @@ The in-process executor avoids a process start (and a fresh Dagster import) per 
 DAGSTER_HOME set, runs are recorded in that instance and show up in the UI.
 """
 
+import contextlib
 import os
 import re
+import sys
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -15,6 +17,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+
+from dagster_project.console import Heartbeat, is_terminal
 
 
 class PipelineError(RuntimeError):
@@ -34,9 +38,19 @@ def quiet_run_config(ops: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _instance() -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()  # an ephemeral instance sends no telemetry
+    if os.environ.get("DAGSTER_DISABLE_TELEMETRY", "") in ("", "0", "false"):
         return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    # This Dagster ignores DAGSTER_DISABLE_TELEMETRY and reads only dagster.yaml (whose absence
+    # means "on", with a banner on the first run): the variable overrides the file here.
+    from dagster._core.instance.ref import InstanceRef
+
+    ref = InstanceRef.from_dir(
+        os.path.expanduser(home), overrides={"telemetry": {"enabled": False}}
+    )
+    return dg.DagsterInstance.from_ref(ref)
 
 
 def _user_error(result: dg.ExecuteInProcessResult) -> str:
@@ -98,21 +112,24 @@ def run_assets(
     ops: dict[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
     checks_label: str = "leakage gate",
+    heartbeat: str | None = "running",
 ) -> tuple[dg.ExecuteInProcessResult, str]:
     """Materialize a selection in one in-process run; raise PipelineError with a clean message
     when a blocking check (`checks_label`: the leakage gate) or a step fails. Returns the
-    checks' report."""
+    checks' report. A `heartbeat` line (`still <heartbeat>: 42 s`) goes to stderr every 10 s.
+    """
     from dagster_project.resources import all_resources
 
-    result = dg.materialize(
-        assets,
-        selection=selection,
-        run_config=quiet_run_config(ops),
-        resources=resources if resources is not None else all_resources(),
-        instance=instance or _instance(),
-        tags=tags,
-        raise_on_error=False,
-    )
+    with Heartbeat(heartbeat) if heartbeat else contextlib.nullcontext():
+        result = dg.materialize(
+            assets,
+            selection=selection,
+            run_config=quiet_run_config(ops),
+            resources=resources if resources is not None else all_resources(),
+            instance=instance or _instance(),
+            tags=tags,
+            raise_on_error=False,
+        )
     passed, report = gate_summary(result)
     if not passed:
         raise PipelineError(f"{checks_label} failed; nothing downstream may run.\n{report}")
@@ -128,7 +145,9 @@ def check_gate() -> str:
     from dagster_project.warehouse_assets import warehouse_dbt_assets
 
     _, report = run_assets(
-        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS], gate_check_selection(_markets())
+        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS],
+        gate_check_selection(_markets()),
+        heartbeat="checking",
     )
     return report
 
@@ -157,6 +176,7 @@ def build_warehouse(start: date, end: date) -> str:
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
         },
+        heartbeat="building",
     )
     # One materialization per partition of the range; the row count is the table's.
     counts: dict[str, int] = {}
@@ -199,6 +219,8 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
             },
             ops={"agents": {"config": config}},
             instance=instance,
+            # On a terminal the progress bar of the decision dates shows the way.
+            heartbeat=None if is_terminal(sys.stderr) else "inferring",
         )
         [materialization, *_] = [
             event.materialization
@@ -239,6 +261,7 @@ def backtest(config: dict[str, Any]) -> str:
         dg.AssetSelection.assets(backtest_simulation, backtest_dbt_assets),
         ops={"backtest_simulation": {"config": config}},
         checks_label="backtest checks (dbt tests)",
+        heartbeat="backtesting",
     )
     lines = []
     for event in result.get_asset_materialization_events():

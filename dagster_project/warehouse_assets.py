@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from dagster_project.console import dbt_events
 from dagster_project.dbt_project import (
     dbt_build_args,
     dbt_project,
@@ -79,7 +80,7 @@ def warehouse_dbt_assets(
     context.log.info(f"building decision dates {start} .. {end}")
     # Held until dbt exits: DuckDB admits no reader beside dbt's writer, and the row counts
     # are read afterwards with a short read-only connection.
-    events = list(dbt.cli(dbt_build_args(start, end), context=context).stream())
+    events = dbt_events(dbt.cli(dbt_build_args(start, end), context=context).stream())
     names = [key.path[-1] for key in context.selected_asset_keys]
     counts = relation_row_counts(layout.warehouse, names, start, end)
     for event in events:
