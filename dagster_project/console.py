@@ -16,6 +16,8 @@ VERBOSE_ENV = "STRAT_LLM_VERBOSE"
 HEARTBEAT_SECONDS = 10.0
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 T = TypeVar("T")
+# dbt's line for a finished node: "12 of 45 OK created sql table model main.x ... [OK in 0.1s]"
+_NODE_DONE = re.compile(r"^(\d+) of (\d+) (?!START)", re.MULTILINE)
 
 
 def verbose() -> bool:
@@ -43,6 +45,8 @@ class _DbtEcho:
     def write(self, text: str) -> int:
         if self.show:
             self.target.write(text if self.colour else strip_ansi(text))
+        for done, total in _NODE_DONE.findall(strip_ansi(text)):
+            note(f"dbt: {done} of {total} nodes done")
         return len(text)
 
     def flush(self) -> None:
@@ -97,16 +101,12 @@ class Heartbeat:
 
 
 def dbt_events(events: Iterable[T]) -> list[T]:
-    """Drain a dagster-dbt event stream: dbt's node lines per --verbose (dagster-dbt writes
-    them to sys.stdout), the count of finished nodes as the heartbeat's note."""
+    """Drain a dagster-dbt event stream: dbt's node lines (dagster-dbt writes them to
+    sys.stdout) shown only with --verbose; the count of finished nodes is the heartbeat's note."""
     echo = _DbtEcho(sys.stdout, verbose())
-    drained: list[T] = []
     note("dbt started")
     try:
         with contextlib.redirect_stdout(echo):  # type: ignore[type-var]
-            for event in events:
-                drained.append(event)
-                note(f"dbt: {len(drained)} nodes done")
+            return list(events)
     finally:
         note("")
-    return drained
