@@ -15,6 +15,10 @@ DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
 .PHONY: install demo test lint ui clean
 
+# No compute-log capture, no telemetry file (see the file); rewritten when the template changes.
+$(DAGSTER_HOME_DIR)/dagster.yaml: dagster_project/dagster_home.yaml
+	@mkdir -p $(DAGSTER_HOME_DIR) && cp $< $@
+
 install: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
@@ -24,8 +28,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps -e .
 	@touch $(STAMP)
 
-demo: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME_DIR) && touch $(DAGSTER_HOME_DIR)/dagster.yaml
+demo: $(STAMP) $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/strat-llm demo --out $(STRAT_LLM_DATA)
 
 test: $(STAMP) lint
@@ -35,8 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-ui: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME_DIR) && touch $(DAGSTER_HOME_DIR)/dagster.yaml
+ui: $(STAMP) $(DAGSTER_HOME_DIR)/dagster.yaml
 	@echo "Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=$(DAGSTER_HOME_DIR))"
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions
 

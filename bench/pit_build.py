@@ -437,6 +437,7 @@ def node_interval(node: dict) -> tuple[datetime, datetime]:
 
 def dbt(args: list[str], env: dict[str, str], timing: DbtTiming, target: Path) -> None:
     command = [DBT, *args, "--profiles-dir", ".", "--target-path", str(target)]
+    command += ["--log-path", str(target)]
     with stopwatch() as elapsed:
         result = subprocess.run(command, cwd=DBT_DIR, env=env, capture_output=True, text=True)
     if result.returncode != 0:

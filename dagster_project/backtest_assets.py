@@ -12,7 +12,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from backtest.run import BacktestConfig, run_backtest
 from dagster_project.checks import PIT_SNAPSHOTS
 from dagster_project.console import dbt_events
-from dagster_project.dbt_project import dbt_project
+from dagster_project.dbt_project import dbt_project, run_dbt
 from dagster_project.inference_assets import BOOK, LLM_DECISIONS
 from dagster_project.resources import DataDirResource
 from dagster_project.warehouse_assets import BACKTEST_TAG, WarehouseTranslator
@@ -99,5 +99,5 @@ def backtest_simulation(
 def backtest_dbt_assets(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, data_dir: DataDirResource
 ):
-    data_dir.export_env()
-    yield from dbt_events(dbt.cli(["build"], context=context).stream())
+    layout = data_dir.export_env()
+    yield from dbt_events(run_dbt(dbt, ["build"], context, layout.data_dir).stream())

@@ -1,4 +1,11 @@
-"""The dbt project as Dagster sees it, and the pure helpers that turn partitions into dbt args."""
+"""The dbt project as Dagster sees it, and the pure helpers that turn partitions into dbt args.
+
+Only the manifest that `@dbt_assets` reads at import lives in the repo's dbt/target (with the
+log of the parse that wrote it): it is generated from the project, not from data. Every dbt
+run writes its artefacts (run_results.json, compiled SQL, partial parse, dbt.log) under the
+data directory, `<data-dir>/dbt/target` and `<data-dir>/dbt/logs`, overwritten by the next
+run (dbt rotates its log), so nothing grows in the repo and one folder per data directory.
+"""
 
 import json
 import subprocess
@@ -6,7 +13,8 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from dagster_dbt import DbtProject
+from dagster import AssetExecutionContext
+from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
@@ -30,7 +38,10 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """`@dbt_assets` reads manifest.json at import: parse the project when it is out of date."""
     if manifest_is_stale(project_dir):
         result = subprocess.run(
-            [DBT_EXECUTABLE, "parse", "--profiles-dir", str(project_dir), "--quiet"],
+            [
+                *(DBT_EXECUTABLE, "parse", "--profiles-dir", str(project_dir), "--quiet"),
+                *("--log-path", str(project_dir / "target")),  # no dbt/logs in the repo
+            ],
             cwd=project_dir,
             capture_output=True,
             text=True,
@@ -41,6 +52,20 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
                 f"dbt parse failed in {project_dir}:\n{result.stdout}{result.stderr}"
             )
     return project_dir / "target" / "manifest.json"
+
+
+def dbt_run_dirs(data_dir: Path) -> tuple[Path, Path]:
+    """Where a dbt run over this data directory writes: (target folder, log folder)."""
+    return data_dir / "dbt" / "target", data_dir / "dbt" / "logs"
+
+
+def run_dbt(
+    dbt: DbtCliResource, args: list[str], context: AssetExecutionContext, data_dir: Path
+) -> DbtCliInvocation:
+    """`dbt.cli` with the run's target and logs under the data directory (module doc): one
+    fixed folder, not dagster-dbt's default of a new folder per invocation in the project."""
+    target, logs = dbt_run_dirs(data_dir)
+    return dbt.cli([*args, "--log-path", str(logs)], target_path=target, context=context)
 
 
 def window_vars(start: date, end: date) -> dict[str, str]:

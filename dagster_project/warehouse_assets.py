@@ -14,6 +14,7 @@ from dagster_project.dbt_project import (
     dbt_build_args,
     dbt_project,
     partition_window_bounds,
+    run_dbt,
 )
 from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource
@@ -80,7 +81,7 @@ def warehouse_dbt_assets(
     context.log.info(f"building decision dates {start} .. {end}")
     # Held until dbt exits: DuckDB admits no reader beside dbt's writer, and the row counts
     # are read afterwards with a short read-only connection.
-    events = dbt_events(dbt.cli(dbt_build_args(start, end), context=context).stream())
+    events = dbt_events(run_dbt(dbt, dbt_build_args(start, end), context, layout.data_dir).stream())
     names = [key.path[-1] for key in context.selected_asset_keys]
     counts = relation_row_counts(layout.warehouse, names, start, end)
     for event in events:

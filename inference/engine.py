@@ -9,6 +9,8 @@ blind arms (the ablation) do not depend on the book: their whole range is sent f
 batch. Every request is looked up in the cache first (by a key of the arm, the snapshot and
 the book shown, without rendering) and every response stored the moment it arrives, so a
 rerun of a finished range makes no call and a changed book re-asks only what it changes.
+Only LLM answers are cached: a rule agent (the `reference` backend) is deterministic and costs
+nothing to ask again, so its answers are recomputed on every run rather than stored.
 """
 
 from __future__ import annotations
@@ -389,7 +391,7 @@ class _Asker:
         return self._backends[arm.model.key]
 
     def answer(self, items: list[_Item]) -> None:
-        hashes = self.cache.lookup_requests(item.key for item in items)
+        hashes = self.cache.lookup_requests(item.key for item in items if _kept(item.arm))
         found = self.cache.get_many(
             hashes[item.key]
             for item in items
@@ -407,8 +409,9 @@ class _Asker:
                 item.request = build_request(item.arm, snapshot, self.token_budget, item.holding)
                 item.request_hash = item.request.hash
                 item.snapshot = snapshot
-            self.cache.index_requests((item.key, item.request_hash) for item in unanswered)
-            found = self.cache.get_many(item.request_hash for item in unanswered)
+            kept = [item for item in unanswered if _kept(item.arm)]
+            self.cache.index_requests((item.key, item.request_hash) for item in kept)
+            found = self.cache.get_many(item.request_hash for item in kept)
             self.answers.update(found)
             self.cached.update(found)
             missing = [item for item in unanswered if item.request_hash not in self.answers]
@@ -427,12 +430,18 @@ class _Asker:
         unique = [item.request for item in requests.values() if item.request is not None]
         async for response in backend.run(unique):
             item = requests[response.request_hash]
-            if response.text is not None:
+            if response.text is not None and _kept(item.arm):
                 self.cache.put(item.request, response)
             self.answers[response.request_hash] = response
             summary = self.summaries[item.arm.slug]
             summary.calls += 1
             summary.failures += response.text is None
+
+
+def _kept(arm: Arm) -> bool:
+    """Whether the cache keeps this arm's answers: an LLM's, not a rule agent's, which are
+    recomputed for nothing (deterministic) and would only fill the cache."""
+    return arm.model.is_llm
 
 
 def _snapshot_id(snapshot: Mapping[str, Any]) -> tuple[str, str, date]:

@@ -247,6 +247,7 @@ def marts(tmp_path_factory: pytest.TempPathFactory):
     }
     command = [DBT, "build", "--select", "+tag:backtest", "--profiles-dir", "."]
     command += ["--target-path", str(layout.data_dir / "dbt_target")]
+    command += ["--log-path", str(layout.data_dir / "dbt_target")]  # nothing in the repo's dbt/
     result = subprocess.run(command, cwd=DBT_DIR, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-5000:]
     with duckdb.connect(str(layout.warehouse), read_only=True) as connection:

@@ -14,6 +14,7 @@ import pytest
 from dagster_project.cli import main
 from dagster_project.inference_assets import decide as decide_range
 from inference.backends.reference import DecisionContext, decide
+from inference.cache import ResponseCache
 from inference.engine import LLM_DECISIONS_SCHEMA
 from inference.experiments import load_experiment
 from inference.parsing import parse_decision
@@ -58,7 +59,9 @@ def _decisions(layout: DataLayout, slug: str) -> pd.DataFrame:
     return duckdb.sql(f"select * from '{pattern}' order by decision_date, market, ticker").df()
 
 
-def test_rows_have_the_design_columns_and_a_rerun_makes_no_calls(sample_copy: DataLayout):
+def test_rows_have_the_design_columns_and_a_rule_agent_rerun_is_recomputed_the_same(
+    sample_copy: DataLayout,
+):
     first = _run(sample_copy, "reference__strict", DAYS)
     assert first.calls == first.decisions > 0 and first.cache_hits == 0
     assert len(first.files) == 2 * len(DAYS)  # one per market and date
@@ -66,12 +69,18 @@ def test_rows_have_the_design_columns_and_a_rerun_makes_no_calls(sample_copy: Da
     assert path.is_file()
     assert pq.read_schema(path).names[: len(DESIGN_COLUMNS)] == DESIGN_COLUMNS
     assert pq.read_schema(path) == LLM_DECISIONS_SCHEMA
+    # A rule agent's answers are not cached (an LLM's are: test_inference_resume): no
+    # response and no request index row, so the rerun asks the rule agent again, for nothing.
+    with ResponseCache(sample_copy.response_cache) as cache:
+        assert len(cache) == 0
+        [(indexed,)] = cache._connection.execute("select count(*) from request_index").fetchall()
+        assert indexed == 0
     before = _decisions(sample_copy, "reference__strict")
     again = _run(sample_copy, "reference__strict", DAYS)
-    assert again.calls == 0 and again.cache_hits == first.decisions
+    assert again.calls == first.decisions and again.cache_hits == 0
     rows = _decisions(sample_copy, "reference__strict")
-    assert rows["cached"].all() and not before["cached"].any()
-    pd.testing.assert_frame_equal(rows.drop(columns="cached"), before.drop(columns="cached"))
+    assert not rows["cached"].any()
+    pd.testing.assert_frame_equal(rows, before)  # deterministic: the same rows, byte for byte
 
 
 def test_partition_by_partition_equals_one_run(sample_copy: DataLayout):

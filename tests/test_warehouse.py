@@ -15,6 +15,7 @@ from dagster_project.cli import main
 from dagster_project.dbt_project import (
     DBT_PROJECT_DIR,
     dbt_build_args,
+    dbt_run_dirs,
     partition_window_bounds,
     window_vars,
 )
@@ -261,3 +262,20 @@ def test_daily_schedule_builds_the_session_of_the_day_before_any_cutoff():
     )
     requests = pit_daily_schedule.evaluate_tick(tick).run_requests
     assert [request.partition_key for request in requests] == ["2025-03-10"]
+
+
+def _listing(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
+def test_a_build_writes_dbt_run_artefacts_under_the_data_dir_only(sample_copy: DataLayout):
+    repo = {name: _listing(DBT_PROJECT_DIR / name) for name in ("target", "logs")}
+    data = sample_copy.data_dir
+    for day in ("2025-03-10", "2025-03-11"):
+        assert main(["--data-dir", str(data), "build", "--start", day, "--end", day]) == 0
+    # Only the manifest (parsed from the project at import) lives in the repo: no run folder;
+    # the runs share one target folder under the data directory (no folder per invocation).
+    assert {name: _listing(DBT_PROJECT_DIR / name) for name in repo} == repo
+    target, logs = dbt_run_dirs(data)
+    assert (target / "run_results.json").is_file() and (logs / "dbt.log").is_file()
+    assert not [path for path in target.iterdir() if path.is_dir() and "-" in path.name]
