@@ -99,7 +99,6 @@ LLM_DECISIONS_SCHEMA = pa.schema(
         ("config_hash", pa.string()),
     ]
 )
-ANSWER_STATUSES = ("answered", "no_answer")
 
 
 @dataclass
