@@ -22,6 +22,16 @@ def _decisions(layout: DataLayout, slug: str) -> pd.DataFrame:
     ).df()
 
 
+def _portfolio_metrics(layout: DataLayout, columns: str, slug: str) -> list[tuple]:
+    """`columns` of an arm's portfolio rows in backtest_metrics, by market."""
+    with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
+        return connection.execute(
+            f"select {columns} from backtest_metrics where arm = ? and ticker = '__portfolio__' "
+            "order by market",
+            [slug],
+        ).fetchall()
+
+
 def _closed_url() -> str:
     with OpenAIServer() as server:
         return server.base_url  # nobody listens on the port once the server has stopped
@@ -52,12 +62,11 @@ def test_a_closed_port_fails_infer_early_and_writes_no_decisions(sample_copy, ca
     # The backtest keeps the book for them and counts them apart: no fidelity of 0.00.
     common = ["--data-dir", str(sample_copy.data_dir), "backtest"]
     assert main([*common, "--arm", slug, "--baseline", "buy_and_hold"]) == 0
-    with duckdb.connect(str(sample_copy.warehouse), read_only=True) as connection:
-        metrics = connection.execute(
-            "select market, n_decisions, n_no_answer, fidelity, parse_failure_rate, n_trades "
-            "from backtest_metrics where arm = ? and ticker = '__portfolio__' order by market",
-            [slug],
-        ).fetchall()
+    metrics = _portfolio_metrics(
+        sample_copy,
+        "market, n_decisions, n_no_answer, fidelity, parse_failure_rate, n_trades",
+        slug,
+    )
     assert metrics == [("cn", 0, 14, None, None, 0), ("us", 0, 14, None, None, 0)]
 
 
@@ -87,12 +96,9 @@ def test_a_real_model_id_runs_from_infer_to_metrics(sample_copy, capsys):
     assert (slug, "us", "Qwen/Qwen3.5-35B-A3B") in metrics
     assert (slug, "cn", "Qwen/Qwen3.5-35B-A3B") in metrics
     # Each metric row names the data and configuration it came from.
-    with duckdb.connect(str(sample_copy.warehouse), read_only=True) as connection:
-        lineage = connection.execute(
-            "select market, ingest_id, decision_ingest_ids, config_hash, decisions_hash "
-            "from backtest_metrics where arm = ? and ticker = '__portfolio__' order by market",
-            [slug],
-        ).fetchall()
+    lineage = _portfolio_metrics(
+        sample_copy, "market, ingest_id, decision_ingest_ids, config_hash, decisions_hash", slug
+    )
     for market, ingest, decision_ingests, config, decisions in lineage:
         made = rows[rows["market"] == market]
         assert ingest == decision_ingests == made["ingest_id"].iloc[0]
