@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,18 @@ def write_dataset(root: Path, tables: dict[str, str], market: str = "us") -> Pat
     for table, text in tables.items():
         (folder / f"{table}.csv").write_text(text, encoding="utf-8")
     return root
+
+
+def replace_in_table(table: str, old: str, new: str) -> Callable[[Path], None]:
+    """An edit of a market folder: the first `old` in its CSV `table` replaced by `new`."""
+
+    def apply(folder: Path) -> None:
+        path = folder / f"{table}.csv"
+        text = path.read_text(encoding="utf-8")
+        assert old in text, f"fixture has no {old!r} in {table}"
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    return apply
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from dagster_project.cli import main
 from ingest.layout import DATA_DIR_ENV, WAREHOUSE_ENV
-from tests.conftest import TINY_US, write_dataset
+from tests.conftest import TINY_US, replace_in_table, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -30,16 +30,7 @@ START, END = "<!-- bad-inputs:start -->", "<!-- bad-inputs:end -->"
 Edit = Callable[[Path], None]
 
 
-def edit(table: str, old: str, new: str) -> Edit:
-    """Replace the first `old` in a market folder's CSV table."""
-
-    def apply(folder: Path) -> None:
-        path = folder / f"{table}.csv"
-        text = path.read_text(encoding="utf-8")
-        assert old in text, f"fixture has no {old!r} in {table}"
-        path.write_text(text.replace(old, new, 1), encoding="utf-8")
-
-    return apply
+edit = replace_in_table  # a change to a market folder's CSV table
 
 
 def add_file(name: str, content: bytes = b"x\n") -> Edit:

@@ -13,17 +13,9 @@ from ingest.contract import TABLE_NAMES
 from ingest.layout import DataLayout
 from ingest.load import IngestError, format_summary, ingest_files, read_manifest
 from ingest.validation import ContractError
-from tests.conftest import TINY_US, write_dataset
+from tests.conftest import TINY_US, replace_in_table, write_dataset
 
-
-def _replace(table: str, old: str, new: str) -> Callable[[Path], None]:
-    def mutate(folder: Path) -> None:
-        path = folder / f"{table}.csv"
-        text = path.read_text(encoding="utf-8")
-        assert old in text, f"fixture has no {old!r} in {table}"
-        path.write_text(text.replace(old, new, 1), encoding="utf-8")
-
-    return mutate
+_replace = replace_in_table
 
 
 def _append(table: str, line: str) -> Callable[[Path], None]:
