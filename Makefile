@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := false
+# One planned event per asset and run, not per partition (dagster_project/runner.py).
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 export STRAT_LLM_DATA ?= $(CURDIR)/data
 # Runs of `make demo` and `make ui` are recorded here; tests use ephemeral instances.
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home

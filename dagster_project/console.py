@@ -9,7 +9,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
 VERBOSE_ENV = "STRAT_LLM_VERBOSE"
@@ -100,13 +100,20 @@ class Heartbeat:
         self._thread.join()
 
 
-def dbt_events(events: Iterable[T]) -> list[T]:
-    """Drain a dagster-dbt event stream: dbt's node lines (dagster-dbt writes them to
-    sys.stdout) shown only with --verbose; the count of finished nodes is the heartbeat's note."""
+@contextlib.contextmanager
+def dbt_quietly() -> Iterator[None]:
+    """While dbt runs: its node lines (dagster-dbt writes them to sys.stdout) shown only with
+    --verbose; the count of finished nodes is the heartbeat's note."""
     echo = _DbtEcho(sys.stdout, verbose())
     note("dbt started")
     try:
         with contextlib.redirect_stdout(echo):  # type: ignore[type-var]
-            return list(events)
+            yield
     finally:
         note("")
+
+
+def dbt_events(events: Iterable[T]) -> list[T]:
+    """Drain a dagster-dbt event stream quietly (`dbt_quietly`)."""
+    with dbt_quietly():
+        return list(events)

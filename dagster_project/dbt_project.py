@@ -60,10 +60,11 @@ def dbt_run_dirs(data_dir: Path) -> tuple[Path, Path]:
 
 
 def run_dbt(
-    dbt: DbtCliResource, args: list[str], context: AssetExecutionContext, data_dir: Path
+    dbt: DbtCliResource, args: list[str], context: AssetExecutionContext | None, data_dir: Path
 ) -> DbtCliInvocation:
     """`dbt.cli` with the run's target and logs under the data directory (module doc): one
-    fixed folder, not dagster-dbt's default of a new folder per invocation in the project."""
+    fixed folder, not dagster-dbt's default of a new folder per invocation in the project.
+    Without a context, dbt runs `args` as given (its own --select) and yields no assets."""
     target, logs = dbt_run_dirs(data_dir)
     return dbt.cli([*args, "--log-path", str(logs)], target_path=target, context=context)
 

@@ -27,7 +27,6 @@ import dagster as dg
 from dagster_project.checks import PIT_SNAPSHOTS
 from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource
-from dagster_project.warehouse_assets import DECISION_PARTITIONS
 from ingest.calendars import MARKETS
 
 if TYPE_CHECKING:  # the packages load inside the asset, off the CLI's start-up path
@@ -37,10 +36,6 @@ if TYPE_CHECKING:  # the packages load inside the asset, off the CLI's start-up 
     from ingest.layout import DataLayout
 
 ARM_PARTITIONS = dg.DynamicPartitionsDefinition(name="arm")
-# Keys read "<arm>|<date>": Dagster orders the dimensions by name.
-ARM_DATE_PARTITIONS = dg.MultiPartitionsDefinition(
-    {"arm": ARM_PARTITIONS, "date": DECISION_PARTITIONS}
-)
 # The same arm's previous date partition.
 PREVIOUS_DATE = dg.MultiPartitionMapping(
     {
@@ -123,68 +118,81 @@ def run_agent_range(
     return decide(arms, days, layout, markets=markets, token_budget=config.token_budget)
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            LLM_DECISIONS,
-            deps=[
-                dg.AssetDep(
-                    PIT_SNAPSHOTS,
-                    partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
-                        partition_dimension_name="date"
-                    ),
+AGENT_SPECS = [
+    dg.AssetSpec(
+        LLM_DECISIONS,
+        deps=[
+            dg.AssetDep(
+                PIT_SNAPSHOTS,
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                    partition_dimension_name="date"
                 ),
-                dg.AssetDep(LLM_DECISIONS, partition_mapping=PREVIOUS_DATE),
-                dg.AssetDep(BOOK, partition_mapping=PREVIOUS_DATE),
-            ],
-            group_name="inference",
-            kinds={"parquet"},
-            description="Decisions per arm, market and decision date (DESIGN §7), in "
-            "data/landing/llm_decisions/arm=<slug>/market=<m>/date=<date>.parquet; the prompt "
-            "of D shows the arm's book after D-1.",
-        ),
-        dg.AssetSpec(
-            BOOK,
-            deps=[
-                dg.AssetKey("market_rules"),
-                *(raw_asset_key(market, "prices") for market in MARKETS),
-            ],
-            group_name="inference",
-            kinds={"python", "parquet"},
-            description="Each arm's book after session D (shares, cash, exposure, entry, "
-            "unrealised return, last fill, blocked orders): the book of D-1 stepped through the "
-            "decisions of D by the backtest's simulation, in "
-            "data/landing/book/arm=<slug>/market=<m>/date=<date>.parquet.",
-        ),
-    ],
-    partitions_def=ARM_DATE_PARTITIONS,
-    # A backfill is one run: dates in order, every arm and ticker of a date in one batch.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: DataDirResource):
-    summaries, book_files = run_agent_range(list(context.partition_keys), config, data_dir)
-    totals: dict[str, int] = defaultdict(int)
-    for summary in summaries.values():
-        for name in ("decisions", "cache_hits", "calls", "no_answer", "parse_failures"):
-            totals[name] += getattr(summary, name)
-        totals["overridden"] += summary.overridden
-        totals["files"] += len(summary.files)
-    unanswered = no_answer_report(summaries)
-    if unanswered:
-        # What was answered is written and cached; the partitions stay unmaterialized, so the
-        # UI shows them missing and a rerun asks only what got no answer.
-        raise dg.Failure(
-            description=unanswered,
+            ),
+            dg.AssetDep(LLM_DECISIONS, partition_mapping=PREVIOUS_DATE),
+            dg.AssetDep(BOOK, partition_mapping=PREVIOUS_DATE),
+        ],
+        group_name="inference",
+        kinds={"parquet"},
+        description="Decisions per arm, market and decision date (DESIGN §7), in "
+        "data/landing/llm_decisions/arm=<slug>/market=<m>/date=<date>.parquet; the prompt "
+        "of D shows the arm's book after D-1.",
+    ),
+    dg.AssetSpec(
+        BOOK,
+        deps=[
+            dg.AssetKey("market_rules"),
+            *(raw_asset_key(market, "prices") for market in MARKETS),
+        ],
+        group_name="inference",
+        kinds={"python", "parquet"},
+        description="Each arm's book after session D (shares, cash, exposure, entry, "
+        "unrealised return, last fill, blocked orders): the book of D-1 stepped through the "
+        "decisions of D by the backtest's simulation, in "
+        "data/landing/book/arm=<slug>/market=<m>/date=<date>.parquet.",
+    ),
+]
+
+
+def arm_date_partitions(sessions: dg.PartitionsDefinition) -> dg.MultiPartitionsDefinition:
+    """Arm x decision date; keys read "<arm>|<date>" (Dagster orders the dimensions by name)."""
+    return dg.MultiPartitionsDefinition({"arm": ARM_PARTITIONS, "date": sessions})
+
+
+def build_agents(sessions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The agents' asset over arm x these decision-date partitions (dagster_project/sessions.py)."""
+
+    @dg.multi_asset(
+        specs=AGENT_SPECS,
+        partitions_def=arm_date_partitions(sessions),
+        # A backfill is one run: dates in order, every arm and ticker of a date in one batch.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def agents(context: dg.AssetExecutionContext, config: InferConfig, data_dir: DataDirResource):
+        summaries, book_files = run_agent_range(list(context.partition_keys), config, data_dir)
+        totals: dict[str, int] = defaultdict(int)
+        for summary in summaries.values():
+            for name in ("decisions", "cache_hits", "calls", "no_answer", "parse_failures"):
+                totals[name] += getattr(summary, name)
+            totals["overridden"] += summary.overridden
+            totals["files"] += len(summary.files)
+        unanswered = no_answer_report(summaries)
+        if unanswered:
+            # What was answered is written and cached; the partitions stay unmaterialized, so the
+            # UI shows them missing and a rerun asks only what got no answer.
+            raise dg.Failure(
+                description=unanswered,
+                metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
+            )
+        # The book of D-1 is upstream of the decisions of D: Dagster wants it reported first.
+        yield dg.MaterializeResult(
+            asset_key=BOOK, metadata={"files": dg.MetadataValue.int(len(book_files))}
+        )
+        yield dg.MaterializeResult(
+            asset_key=LLM_DECISIONS,
             metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
         )
-    # The book of D-1 is upstream of the decisions of D: Dagster wants it reported first.
-    yield dg.MaterializeResult(
-        asset_key=BOOK, metadata={"files": dg.MetadataValue.int(len(book_files))}
-    )
-    yield dg.MaterializeResult(
-        asset_key=LLM_DECISIONS,
-        metadata={name: dg.MetadataValue.int(value) for name, value in totals.items()},
-    )
+
+    return agents
 
 
 def no_answer_report(summaries: "dict[str, RunSummary]") -> str | None:

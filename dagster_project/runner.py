@@ -37,6 +37,12 @@ def quiet_run_config(ops: dict[str, Any] | None = None) -> dict[str, Any]:
     return config
 
 
+# One "planned" event per asset and run instead of one per partition (a run over 1,500
+# sessions wrote 1,500 of them per asset). The price, per Dagster: partitions of a run that
+# fails show as missing in the UI, not as failed. The Makefile sets it for `make ui` too.
+PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
 def _instance() -> dg.DagsterInstance:
     home = os.environ.get("DAGSTER_HOME")
     if not home:
@@ -120,6 +126,7 @@ def run_assets(
     """
     from dagster_project.resources import all_resources
 
+    os.environ.setdefault(PLANNED_EVENTS_ENV, "1")
     with Heartbeat(heartbeat) if heartbeat else contextlib.nullcontext():
         result = dg.materialize(
             assets,
@@ -142,10 +149,12 @@ def check_gate() -> str:
     """Run the leakage gate's checks (raw contract, snapshots, knowledge cutoff) alone."""
     from dagster_project.checks import GATE_CHECKS, gate_check_selection
     from dagster_project.ingest_assets import raw_tables
+    from dagster_project.location import location_for
     from dagster_project.warehouse_assets import warehouse_dbt_assets
 
+    location = location_for()
     _, report = run_assets(
-        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS],
+        [raw_tables, warehouse_dbt_assets, location.pit_snapshot_assets, *GATE_CHECKS],
         gate_check_selection(_markets()),
         heartbeat="checking",
     )
@@ -160,21 +169,35 @@ def _markets() -> list[str]:
     return ingested_markets(DataLayout.from_env())
 
 
+def session_range(sessions: Sequence[date], start: date, end: date) -> tuple[date, date]:
+    """The first and last session from start to end: the partition range a run covers."""
+    from dagster_project.sessions import sessions_in_window
+
+    inside = sessions_in_window(sessions, start, end)
+    if not inside:
+        span = f"{sessions[0]} .. {sessions[-1]}" if sessions else "none: nothing ingested"
+        raise PipelineError(
+            f"no session of the ingested calendars falls in {start} .. {end} (sessions: {span})"
+        )
+    return inside[0], inside[-1]
+
+
 def build_warehouse(start: date, end: date) -> str:
-    """Materialize every dbt asset for the decision dates start..end in one run, gated."""
+    """Materialize the dbt assets (pit_snapshots for the sessions start..end) in one run, gated."""
     from dagster_project.checks import GATE_CHECKS, gate_check_selection
     from dagster_project.ingest_assets import raw_tables
-    from dagster_project.warehouse_assets import DECISION_PARTITIONS, warehouse_dbt_assets
+    from dagster_project.location import location_for
+    from dagster_project.warehouse_assets import warehouse_dbt_assets
 
-    first = DECISION_PARTITIONS.start.date()
-    if start < first:
-        raise PipelineError(f"--start {start} is before the first decision partition {first}")
+    location = location_for()
+    first, last = session_range(location.sessions, start, end)
+    pit = location.pit_snapshot_assets
     result, report = run_assets(
-        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS],
-        dg.AssetSelection.assets(warehouse_dbt_assets) | gate_check_selection(_markets()),
+        [raw_tables, warehouse_dbt_assets, pit, *GATE_CHECKS],
+        dg.AssetSelection.assets(warehouse_dbt_assets, pit) | gate_check_selection(_markets()),
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
         },
         heartbeat="building",
     )
@@ -190,18 +213,21 @@ def build_warehouse(start: date, end: date) -> str:
 
 
 def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -> str:
-    """Decisions of these arms over start..end, gated: date after date, every arm and ticker of
-    a date together. A Dagster run covers a box of partitions (a block of arms in the order
-    they were added x a date range), so arms not adjacent in that order take one run each."""
+    """Decisions of these arms over the sessions start..end, gated: date after date, every arm
+    and ticker of a date together. A Dagster run covers a box of partitions (a block of arms in
+    the order they were added x a date range), so arms not adjacent in that order take one run
+    each."""
     from dagster_project.checks import pit_snapshots_leakage_gate
     from dagster_project.inference_assets import (
         ARM_PARTITIONS,
         LLM_DECISIONS,
-        agents,
         llm_decisions_follow_their_book,
     )
-    from dagster_project.warehouse_assets import warehouse_dbt_assets
+    from dagster_project.location import location_for
 
+    location = location_for()
+    first, last = session_range(location.sessions, start, end)
+    agents = location.agents
     instance = _instance()
     known = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
     instance.add_dynamic_partitions(ARM_PARTITIONS.name, [a for a in arms if a not in known])
@@ -210,12 +236,12 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
     lines = []
     for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
         result, report = run_assets(
-            [warehouse_dbt_assets, pit_snapshots_leakage_gate, agents, book_check],
+            [location.pit_snapshot_assets, pit_snapshots_leakage_gate, agents, book_check],
             dg.AssetSelection.assets(agents)
             | dg.AssetSelection.checks(pit_snapshots_leakage_gate, book_check),
             tags={
-                ASSET_PARTITION_RANGE_START_TAG: f"{block[0]}|{start.isoformat()}",
-                ASSET_PARTITION_RANGE_END_TAG: f"{block[-1]}|{end.isoformat()}",
+                ASSET_PARTITION_RANGE_START_TAG: f"{block[0]}|{first.isoformat()}",
+                ASSET_PARTITION_RANGE_END_TAG: f"{block[-1]}|{last.isoformat()}",
             },
             ops={"agents": {"config": config}},
             instance=instance,

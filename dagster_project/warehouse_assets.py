@@ -1,6 +1,15 @@
-"""The dbt warehouse as Dagster assets: daily decision-date partitions, grouped by dbt folder."""
+"""The dbt warehouse as Dagster assets, grouped by dbt folder: `pit_snapshots` partitioned by
+decision date (the trading sessions, dagster_project/sessions.py), every other model once over
+the whole history.
 
-from collections.abc import Mapping
+Only `pit_snapshots` has a partition per session: it is what the agents read date by date and
+what the UI shows per date. Dagster writes a materialization per partition and asset (about
+10 ms each in a persistent instance here), so the window's working tables (dbt tag
+`decision_window`) are built in the same step without being assets of their own: the UI draws
+pit_snapshots straight from their inputs, and their dbt tests still stop the build.
+"""
+
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -9,7 +18,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from dagster_project.console import dbt_events
+from dagster_project.console import dbt_events, dbt_quietly
 from dagster_project.dbt_project import (
     dbt_build_args,
     dbt_project,
@@ -20,20 +29,21 @@ from dagster_project.ingest_assets import raw_asset_key
 from dagster_project.resources import DataDirResource
 from ingest.calendars import MARKETS
 
-# Every decision date is a partition; weekends and holidays simply hold no snapshots.
-# end_offset=1 includes today's partition: the live-forward decision for today's session.
-DECISION_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
 DBT_SOURCE_NAME = "raw"
 LANDING_SOURCE_NAME = "landing"
 # Models that read the Python stages' landing files; they build after the backtest simulation
-# (backtest_assets.py), never in a warehouse (decision-date) run.
+# (backtest_assets.py), never in a warehouse run.
 BACKTEST_TAG = "backtest"
+# The decision window's working tables and pit_snapshots (dbt_project.yml).
+WINDOW_TAG = "decision_window"
+PIT_SNAPSHOTS_MODEL = "pit_snapshots"
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
     """Groups by dbt folder (staging / intermediate / marts, seeds; the backtest models apart)
     and ties dbt sources to the assets that write them: `raw.<table>` to the per-market raw
-    assets, `landing.<table>` to the Python asset of that name."""
+    assets, `landing.<table>` to the Python asset of that name. A model built on the window's
+    working tables depends on what they read instead (they are not assets: module doc)."""
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
@@ -45,7 +55,45 @@ class WarehouseTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
+        parents = manifest.get("parent_map", {}).get(unique_id, [])
+        if unique_id.startswith("model.") and any(
+            is_working_table(manifest, parent) for parent in parents
+        ):
+            keys = [
+                super(WarehouseTranslator, self).get_asset_spec(manifest, parent, project).key
+                for parent in visible_ancestors(manifest, unique_id)
+            ]
+            spec = spec.replace_attributes(deps=[dg.AssetDep(key) for key in keys])
         return spec.replace_attributes(deps=raw_deps(spec.deps))
+
+
+def is_working_table(manifest: Mapping[str, Any], unique_id: str) -> bool:
+    """A model of the decision window other than pit_snapshots (dbt tag `decision_window`)."""
+    node = manifest.get("nodes", {}).get(unique_id)
+    return bool(
+        node
+        and node["resource_type"] == "model"
+        and WINDOW_TAG in node.get("tags", [])
+        and node["name"] != PIT_SNAPSHOTS_MODEL
+    )
+
+
+def visible_ancestors(manifest: Mapping[str, Any], unique_id: str) -> list[str]:
+    """The nearest ancestors of a node that are not working tables of the window."""
+    parent_map = manifest["parent_map"]
+    found: set[str] = set()
+    seen: set[str] = set()
+    pending = list(parent_map.get(unique_id, []))
+    while pending:
+        parent = pending.pop()
+        if parent in seen:
+            continue
+        seen.add(parent)
+        if is_working_table(manifest, parent):
+            pending += parent_map.get(parent, [])
+        else:
+            found.add(parent)
+    return sorted(found)
 
 
 def raw_deps(deps: Any) -> list[dg.AssetDep]:
@@ -60,30 +108,68 @@ def raw_deps(deps: Any) -> list[dg.AssetDep]:
             resolved.append(dg.AssetDep(dg.AssetKey(path[1])))
         else:
             resolved.append(dep)
-    return resolved
+    return list({dep.asset_key: dep for dep in resolved}.values())
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    exclude=f"tag:{BACKTEST_TAG}",
+    exclude=f"tag:{BACKTEST_TAG} tag:{WINDOW_TAG}",
     dagster_dbt_translator=WarehouseTranslator(),
-    partitions_def=DECISION_PARTITIONS,
-    # A backfill is one dbt run over the whole range: one process, set-based SQL.
-    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def warehouse_dbt_assets(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, data_dir: DataDirResource
 ):
+    """Seeds, staging, and the intermediates and marts that cover every date (no window)."""
     layout = data_dir.export_env()
-    window = context.partition_time_window
-    start, end = partition_window_bounds(window.start.date(), window.end.date())
-    context.log.info(f"building decision dates {start} .. {end}")
-    # Held until dbt exits: DuckDB admits no reader beside dbt's writer, and the row counts
-    # are read afterwards with a short read-only connection.
-    events = dbt_events(run_dbt(dbt, dbt_build_args(start, end), context, layout.data_dir).stream())
+    invocation = run_dbt(dbt, ["build"], context, layout.data_dir)
+    yield from with_row_counts(context, dbt_events(invocation.stream()), layout.warehouse, None)
+
+
+def build_pit_snapshot_assets(
+    partitions: dg.PartitionsDefinition,
+) -> dg.AssetsDefinition:
+    """`pit_snapshots` over these decision-date partitions (dagster_project/sessions.py)."""
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        select=PIT_SNAPSHOTS_MODEL,
+        dagster_dbt_translator=WarehouseTranslator(),
+        partitions_def=partitions,
+        # A backfill is one dbt run over the whole range: one process, set-based SQL.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name="pit_snapshot_assets",
+    )
+    def pit_snapshot_assets(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, data_dir: DataDirResource
+    ):
+        layout = data_dir.export_env()
+        window = context.partition_time_window
+        start, end = partition_window_bounds(window.start.date(), window.end.date())
+        context.log.info(f"building decision dates {start} .. {end}")
+        args = dbt_build_args(start, end)
+        # The window's working tables, with their dbt tests (a failure raises here).
+        working = ["--select", f"tag:{WINDOW_TAG}", "--exclude", PIT_SNAPSHOTS_MODEL]
+        with dbt_quietly():
+            run_dbt(dbt, [*args, *working], None, layout.data_dir).wait()
+        # Held until dbt exits: DuckDB admits no reader beside dbt's writer, and the row counts
+        # are read afterwards with a short read-only connection.
+        events = dbt_events(run_dbt(dbt, args, context, layout.data_dir).stream())
+        yield from with_row_counts(context, events, layout.warehouse, (start, end))
+
+    return pit_snapshot_assets
+
+
+def with_row_counts(
+    context: dg.AssetExecutionContext,
+    events: Sequence[Any],
+    warehouse: Path,
+    window: tuple[date, date] | None,
+):
+    """dbt's events, each built relation's Output with its row counts added."""
     names = [key.path[-1] for key in context.selected_asset_keys]
-    counts = relation_row_counts(layout.warehouse, names, start, end)
+    counts = relation_row_counts(warehouse, names, window)
     for event in events:
         if isinstance(event, dg.Output):
             name = context.asset_key_for_output(event.output_name).path[-1]
@@ -93,7 +179,7 @@ def warehouse_dbt_assets(
 
 
 def relation_row_counts(
-    warehouse: Path, names: list[str], start: date, end: date
+    warehouse: Path, names: list[str], window: tuple[date, date] | None
 ) -> dict[str, dict[str, int]]:
     """Rows per built relation, and rows inside the decision window where it has one."""
     counts: dict[str, dict[str, int]] = {}
@@ -108,10 +194,10 @@ def relation_row_counts(
                 continue
             [(total,)] = connection.execute(f'select count(*) from "{name}"').fetchall()
             counts[name] = {"dagster/row_count": total}
-            if name in dated:
+            if window and name in dated:
                 [(inside,)] = connection.execute(
                     f'select count(*) from "{name}" where decision_date between ? and ?',
-                    [start, end],
+                    list(window),
                 ).fetchall()
                 counts[name]["rows_in_window"] = inside
     return counts

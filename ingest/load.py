@@ -307,20 +307,28 @@ def ingested_markets(layout: DataLayout, requested: Sequence[str] | None = None)
     return list(dict.fromkeys(requested))
 
 
+def decision_sessions(layout: DataLayout) -> list[date]:
+    """Every decision date: the union of the ingested markets' session calendars, in order (a
+    holiday of one market is a session of the other). Empty when nothing is ingested."""
+    if not any(layout.ingest_manifest(market).is_file() for market in MARKETS):
+        return []
+    days: set[date] = set()
+    for market in ingested_markets(layout):
+        table = pq.read_table(layout.raw_file(market, "sessions"), columns=["session_date"])
+        days.update(table.column("session_date").to_pylist())
+    return sorted(days)
+
+
 def session_span(layout: DataLayout) -> tuple[date, date]:
     """First and last session over every ingested market's calendar."""
-    spans = []
-    for market in ingested_markets(layout):
-        days = pq.read_table(layout.raw_file(market, "sessions"), columns=["session_date"])
-        dates = days.column("session_date").to_pylist()
-        if dates:
-            spans.append((min(dates), max(dates)))
-    if not spans:
+    ingested_markets(layout)  # nothing ingested: say so
+    days = decision_sessions(layout)
+    if not days:
         raise ContractError(
             f"{layout.data_dir / 'raw'}: the ingested markets have no sessions; ingest prices "
             "or a benchmark first"
         )
-    return min(first for first, _ in spans), max(last for _, last in spans)
+    return days[0], days[-1]
 
 
 def read_manifest(layout: DataLayout, market: str) -> dict:

@@ -120,8 +120,8 @@ def test_a_changed_decision_makes_later_partitions_stale_and_a_rerun_changes_onl
     from dagster._core.definitions.data_version import StaleStatus
     from dagster._utils.test.data_versions import get_stale_status_resolver
 
-    from dagster_project.definitions import defs
     from dagster_project.inference_assets import LLM_DECISIONS
+    from dagster_project.location import location_for
     from dagster_project.runner import infer
 
     (tmp_path / "home").mkdir()
@@ -152,7 +152,9 @@ def test_a_changed_decision_makes_later_partitions_stale_and_a_rerun_changes_onl
     monkeypatch.setattr(reference, "decide", changed)
     out = infer([arm], changed_day, changed_day, config)
     # Dagster: the decisions of Thursday read Wednesday's book, which was rematerialized
-    resolver = get_stale_status_resolver(dg.DagsterInstance.get(), list(defs.assets))
+    resolver = get_stale_status_resolver(
+        dg.DagsterInstance.get(), list(location_for(sample_copy).definitions().assets)
+    )
     status = {
         day: resolver.get_status(LLM_DECISIONS, f"{arm}|{day.isoformat()}")
         for day in (date(2025, 3, 4), changed_day, next_day)

@@ -13,10 +13,10 @@ import pytest
 
 from dagster_project.checks import GATE_CHECKS, pit_snapshots_leakage_gate, raw_contract_checks
 from dagster_project.cli import main
-from dagster_project.inference_assets import ARM_PARTITIONS, LLM_DECISIONS, agents
+from dagster_project.inference_assets import ARM_PARTITIONS, LLM_DECISIONS
 from dagster_project.ingest_assets import raw_tables
+from dagster_project.location import location_for
 from dagster_project.resources import DataDirResource, all_resources
-from dagster_project.warehouse_assets import warehouse_dbt_assets
 from expectations.runner import GateRunner, knowledge_cutoff_warnings, run_gate
 from ingest.layout import DataLayout
 
@@ -73,10 +73,11 @@ def _inference_materializes(layout: DataLayout) -> bool:
     gated warehouse."""
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(ARM_PARTITIONS.name, ["reference__free"])
+    location = location_for(layout)
     result = dg.materialize(
-        [raw_tables, warehouse_dbt_assets, *GATE_CHECKS, agents],
+        [raw_tables, location.pit_snapshot_assets, *GATE_CHECKS, location.agents],
         selection=dg.AssetSelection.checks(pit_snapshots_leakage_gate)
-        | dg.AssetSelection.assets(agents),
+        | dg.AssetSelection.assets(location.agents),
         partition_key="reference__free|2025-03-12",
         instance=instance,
         resources={**all_resources(), "data_dir": DataDirResource(data_dir=str(layout.data_dir))},

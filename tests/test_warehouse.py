@@ -20,6 +20,7 @@ from dagster_project.dbt_project import (
     window_vars,
 )
 from dagster_project.ingest_assets import raw_asset_key
+from dagster_project.location import location_for
 from dagster_project.resources import DataDirResource, all_resources
 from dagster_project.warehouse_assets import warehouse_dbt_assets
 from ingest.calendars import session_open_utc
@@ -116,7 +117,7 @@ def test_rebuilding_one_partition_touches_only_its_rows(sample_copy: DataLayout)
             [target, pd.Timestamp("2025-03-10T13:00:00Z"), date(2025, 3, 7)],
         )
     result = dg.materialize(
-        [warehouse_dbt_assets],
+        [location_for(sample_copy).pit_snapshot_assets],
         partition_key=target.isoformat(),
         resources={
             **all_resources(),
@@ -195,15 +196,34 @@ def test_partition_window_helpers():
         window_vars(date(2025, 1, 3), date(2025, 1, 2))
 
 
-def test_dbt_assets_are_grouped_by_folder_and_read_each_market():
-    specs = {spec.key: spec for spec in warehouse_dbt_assets.specs}
+def test_dbt_assets_are_grouped_by_folder_and_read_each_market(sample_warehouse: DataLayout):
+    pit = location_for(sample_warehouse).pit_snapshot_assets
+    specs = {spec.key: spec for spec in [*warehouse_dbt_assets.specs, *pit.specs]}
     by_name = {key.path[-1]: spec for key, spec in specs.items()}
     assert by_name["pit_snapshots"].group_name == "marts"
-    assert by_name["int_snapshot_news"].group_name == "intermediate"
+    assert by_name["int_decision_points"].group_name == "intermediate"
     assert by_name["stg_raw__prices"].group_name == "staging"
     assert by_name["market_rules"].group_name == "seeds"
     deps = {dep.asset_key for dep in by_name["stg_raw__prices"].deps}
     assert deps == {raw_asset_key("us", "prices"), raw_asset_key("cn", "prices")}
+
+
+def test_only_pit_snapshots_is_partitioned_and_the_window_tables_are_not_assets(
+    sample_warehouse: DataLayout,
+):
+    """Dagster records a materialization per partition and asset: one asset per session, and
+    the window's working tables are steps of pit_snapshots, drawn from what they read."""
+    pit = location_for(sample_warehouse).pit_snapshot_assets
+    assert [key.path[-1] for key in pit.keys] == ["pit_snapshots"]
+    assert pit.partitions_def is not None and warehouse_dbt_assets.partitions_def is None
+    working = {"int_snapshot_grid", "int_snapshot_news", "int_snapshot_prices"}
+    working |= {"int_snapshot_reports", "int_strategy_signals"}
+    assert not working & {key.path[-1] for key in warehouse_dbt_assets.keys}
+    [spec] = pit.specs
+    upstream = {dep.asset_key.path[-1] for dep in spec.deps}
+    assert not upstream & working
+    assert {"int_decision_points", "int_price_features", "int_report_timeline"} <= upstream
+    assert {"stg_raw__universe", "stg_raw__news", "stg_raw__prices"} <= upstream
 
 
 def test_backtest_models_build_apart_after_the_simulation():
@@ -252,15 +272,16 @@ def test_sample_benchmarks_show_every_regime(sample_warehouse: DataLayout):
     assert (regimes["n"] >= 20).all()  # phases of at least a month each
 
 
-def test_daily_schedule_builds_the_session_of_the_day_before_any_cutoff():
+def test_daily_schedule_builds_the_session_of_the_day_before_any_cutoff(
+    sample_warehouse: DataLayout,
+):
     from datetime import UTC, datetime
 
-    from dagster_project.schedules import pit_daily_schedule
-
+    schedule = location_for(sample_warehouse).pit_daily_schedule
     tick = dg.build_schedule_context(
         scheduled_execution_time=datetime(2025, 3, 10, 0, 30, tzinfo=UTC)
     )
-    requests = pit_daily_schedule.evaluate_tick(tick).run_requests
+    requests = schedule.evaluate_tick(tick).run_requests
     assert [request.partition_key for request in requests] == ["2025-03-10"]
 
 
