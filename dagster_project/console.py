@@ -100,16 +100,27 @@ class Heartbeat:
         self._thread.join()
 
 
+_DBT_SECONDS = {"total": 0.0}
+
+
+def dbt_seconds() -> float:
+    """Wall time spent in dbt invocations in this process so far (`dbt_quietly` adds it up),
+    so that a run can show dbt's own time apart from Dagster's."""
+    return _DBT_SECONDS["total"]
+
+
 @contextlib.contextmanager
 def dbt_quietly() -> Iterator[None]:
     """While dbt runs: its node lines (dagster-dbt writes them to sys.stdout) shown only with
-    --verbose; the count of finished nodes is the heartbeat's note."""
+    --verbose; the count of finished nodes is the heartbeat's note; its wall time is counted."""
     echo = _DbtEcho(sys.stdout, verbose())
     note("dbt started")
+    started = time.monotonic()
     try:
         with contextlib.redirect_stdout(echo):  # type: ignore[type-var]
             yield
     finally:
+        _DBT_SECONDS["total"] += time.monotonic() - started
         note("")
 
 

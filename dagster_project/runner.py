@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -18,7 +19,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from dagster_project.console import Heartbeat, is_terminal
+from dagster_project.console import Heartbeat, dbt_seconds, is_terminal
 
 
 class PipelineError(RuntimeError):
@@ -119,14 +120,16 @@ def run_assets(
     instance: dg.DagsterInstance | None = None,
     checks_label: str = "leakage gate",
     heartbeat: str | None = "running",
-) -> tuple[dg.ExecuteInProcessResult, str]:
+) -> tuple[dg.ExecuteInProcessResult, str, str]:
     """Materialize a selection in one in-process run; raise PipelineError with a clean message
     when a blocking check (`checks_label`: the leakage gate) or a step fails. Returns the
-    checks' report. A `heartbeat` line (`still <heartbeat>: 42 s`) goes to stderr every 10 s.
+    result, the checks' report and where the time went (`_timing`). A `heartbeat` line
+    (`still <heartbeat>: 42 s`) goes to stderr every 10 s.
     """
     from dagster_project.resources import all_resources
 
     os.environ.setdefault(PLANNED_EVENTS_ENV, "1")
+    started, dbt_before = time.monotonic(), dbt_seconds()
     with Heartbeat(heartbeat) if heartbeat else contextlib.nullcontext():
         result = dg.materialize(
             assets,
@@ -138,11 +141,22 @@ def run_assets(
             raise_on_error=False,
         )
     passed, report = gate_summary(result)
+    timing = _timing(time.monotonic() - started, dbt_seconds() - dbt_before)
     if not passed:
         raise PipelineError(f"{checks_label} failed; nothing downstream may run.\n{report}")
     if not result.success:
         raise PipelineError(_user_error(result))
-    return result, report
+    return result, report, timing
+
+
+def _timing(run_seconds: float, dbt_run_seconds: float) -> str:
+    """dbt's own time apart from the rest (Dagster's bookkeeping, the checks, Python steps)."""
+    if not dbt_run_seconds:
+        return f"run: {run_seconds:.1f} s"
+    return (
+        f"run: {run_seconds:.1f} s, of which dbt {dbt_run_seconds:.1f} s and "
+        f"{run_seconds - dbt_run_seconds:.1f} s the rest (Dagster, checks, Python steps)"
+    )
 
 
 def check_gate() -> str:
@@ -153,7 +167,7 @@ def check_gate() -> str:
     from dagster_project.warehouse_assets import warehouse_dbt_assets
 
     location = location_for()
-    _, report = run_assets(
+    _, report, _ = run_assets(
         [raw_tables, warehouse_dbt_assets, location.pit_snapshot_assets, *GATE_CHECKS],
         gate_check_selection(_markets()),
         heartbeat="checking",
@@ -192,7 +206,7 @@ def build_warehouse(start: date, end: date) -> str:
     location = location_for()
     first, last = session_range(location.sessions, start, end)
     pit = location.pit_snapshot_assets
-    result, report = run_assets(
+    result, report, timing = run_assets(
         [raw_tables, warehouse_dbt_assets, pit, *GATE_CHECKS],
         dg.AssetSelection.assets(warehouse_dbt_assets, pit) | gate_check_selection(_markets()),
         tags={
@@ -209,7 +223,8 @@ def build_warehouse(start: date, end: date) -> str:
             key = materialization.asset_key.to_user_string()
             counts[key] = materialization.metadata["dagster/row_count"].value
     lines = [f"  {key}: {rows} rows" for key, rows in counts.items()]
-    return "tables after the build:\n" + "\n".join(lines) + "\nleakage gate:\n" + report
+    lines += ["leakage gate:", report, timing]
+    return "tables after the build:\n" + "\n".join(lines)
 
 
 def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -> str:
@@ -235,7 +250,7 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
     book_check = llm_decisions_follow_their_book
     lines = []
     for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
-        result, report = run_assets(
+        result, report, timing = run_assets(
             [location.pit_snapshot_assets, pit_snapshots_leakage_gate, agents, book_check],
             dg.AssetSelection.assets(agents)
             | dg.AssetSelection.checks(pit_snapshots_leakage_gate, book_check),
@@ -260,6 +275,7 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
             f"unparseable, {counts['overridden']} overridden"
         )
         lines += [line for line in report.splitlines() if "made on a book" in line]
+        lines.append(timing)
     return "\n".join(lines)
 
 
@@ -282,7 +298,7 @@ def backtest(config: dict[str, Any]) -> str:
     from dagster_project.backtest_assets import backtest_dbt_assets, backtest_simulation
     from ingest.layout import DataLayout
 
-    result, _ = run_assets(
+    result, _, timing = run_assets(
         [backtest_simulation, backtest_dbt_assets],
         dg.AssetSelection.assets(backtest_simulation, backtest_dbt_assets),
         ops={"backtest_simulation": {"config": config}},
@@ -301,5 +317,5 @@ def backtest(config: dict[str, Any]) -> str:
                 "closed round trips"
             )
             lines.append(metadata["summary"])
-    lines.append(portfolio_table(DataLayout.from_env().warehouse))
+    lines += [timing, portfolio_table(DataLayout.from_env().warehouse)]
     return "\n".join(lines)

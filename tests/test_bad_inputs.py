@@ -158,10 +158,11 @@ CASES: tuple[Case, ...] = (
         setup="ingested",
     ),
     case(
-        "the build window starts before the decision calendar",
-        "build --start 1990-01-02",
+        "the build window holds no session of the ingested calendars",
+        "build --start 1990-01-02 --end 1990-12-31",
         1,
-        "before the first decision partition 2015-01-01",
+        "no session of the ingested calendars falls in 1990-01-02 .. 1990-12-31 (sessions: "
+        "2025-03-03 .. 2025-03-19)",
         setup="ingested",
     ),
     case("batch import's file is missing", "batch import {tmp}/out.jsonl", 1, "no such file"),
