@@ -315,7 +315,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_prompt(args: argparse.Namespace) -> int:
     from inference.book import latest_books
-    from inference.engine import build_request
+    from inference.engine import build_request, prompt_request
     from inference.experiments import ExperimentError, load_experiment
     from inference.snapshots import SnapshotNotFound, load_snapshot
 
@@ -335,14 +335,19 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         where = f"none yet for {arm.slug} in {args.market} before {day} (a flat, all-cash sleeve)"
     else:
         where = f"{arm.slug} after the close of {book_date}"
-    request = build_request(arm, snapshot, args.token_budget, holding)
-    for message in request.message_dicts():
+    shown = prompt_request(arm, snapshot, args.token_budget, holding)
+    for message in shown.message_dicts():
         print(f"===== {message['role']} =====")
         print(message["content"])
     print(
-        f"===== prompt {request.prompt_version}, arm {arm.slug}, book {where}, request "
-        f"{request.hash[:16]} ====="
+        f"===== prompt {shown.prompt_version}, arm {arm.slug}, book {where}, request "
+        f"{build_request(arm, snapshot, args.token_budget, holding).hash[:16]} ====="
     )
+    if not arm.model.is_llm:
+        print(
+            f"({arm.slug} is a rule agent: it reads no prompt and decides from the snapshot and "
+            "the book themselves; the prompt above is what an LLM arm of this mode is sent)"
+        )
     return 0
 
 

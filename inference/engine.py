@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import json
 import os
 import sys
 from collections import Counter, defaultdict
@@ -162,6 +163,16 @@ def load_snapshots(
 def build_request(
     arm: Arm, snapshot: dict[str, Any], token_budget: int, holding: Holding | None = None
 ) -> ChatRequest:
+    """The request the pipeline makes for this arm: an LLM's prompt, a rule agent's inputs."""
+    if not arm.model.is_llm:
+        return rule_agent_request(arm, snapshot, holding)
+    return prompt_request(arm, snapshot, token_budget, holding)
+
+
+def prompt_request(
+    arm: Arm, snapshot: dict[str, Any], token_budget: int, holding: Holding | None = None
+) -> ChatRequest:
+    """The chat request an LLM arm sends: the rendered prompt and the model's settings."""
     rendered = render_prompt(
         snapshot,
         arm.mode,
@@ -175,6 +186,34 @@ def build_request(
         rendered.messages,
         dict(arm.model.sampling),
         prompt_version=rendered.prompt_version,
+        replicate=arm.replicate,
+        output_format=arm.model.output_format,  # type: ignore[arg-type]
+        reasoning=arm.model.reasoning,
+    )
+
+
+def rule_agent_request(
+    arm: Arm, snapshot: dict[str, Any], holding: Holding | None = None
+) -> ChatRequest:
+    """A rule agent reads no prompt: it decides from the snapshot and the book themselves
+    (inference.backends.reference). Its request names exactly those inputs, so no prompt is
+    rendered for it (rendering was a third of a demo's inference time)."""
+    inputs = {
+        "market": snapshot["market"],
+        "ticker": snapshot["ticker"],
+        "decision_date": snapshot["decision_date"],
+        "snapshot_hash": snapshot["snapshot_hash"],
+        "mode": arm.mode,
+        "attitude": arm.attitude,
+        "view": arm.view,
+        "holding": dataclasses.asdict(holding) if holding is not None else None,
+    }
+    content = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return ChatRequest.build(
+        arm.model.model_id,
+        [{"role": "user", "content": content}],
+        dict(arm.model.sampling),
+        prompt_version=PROMPT_VERSION,
         replicate=arm.replicate,
         output_format=arm.model.output_format,  # type: ignore[arg-type]
         reasoning=arm.model.reasoning,
