@@ -47,6 +47,9 @@ def session_partitions(sessions: Sequence[date]) -> dg.TimeWindowPartitionsDefin
         cron_schedule="0 0 * * *",
         fmt=PARTITION_FORMAT,
         exclusions=exclusions or None,
+        # The partition of today is there from 00:00 UTC of its day: the live-forward decision
+        # for today's session, made before its open.
+        end_offset=1,
     )
 
 

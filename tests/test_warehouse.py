@@ -277,7 +277,8 @@ def test_daily_schedule_builds_the_session_of_the_day_before_any_cutoff(
 ):
     from datetime import UTC, datetime
 
-    schedule = location_for(sample_warehouse).pit_daily_schedule
+    definitions = location_for(sample_warehouse).definitions()
+    schedule = definitions.get_schedule_def("pit_daily_schedule")
     tick = dg.build_schedule_context(
         scheduled_execution_time=datetime(2025, 3, 10, 0, 30, tzinfo=UTC)
     )
