@@ -206,7 +206,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             "choose a later --end"
         )
     print(f"building the point-in-time warehouse for decision dates {start} .. {end}")
-    summary = build_warehouse(start, end)
+    summary = build_warehouse(start, end, force=args.force)
     print(summary)
     print(f"warehouse: {layout.warehouse}")
     return 0
@@ -236,7 +236,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
-    print(infer(args.arm, start, end, config))
+    print(infer(args.arm, start, end, config, force=args.force))
     return 0
 
 
@@ -421,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--end", type=iso_date, help="last decision date, YYYY-MM-DD (default: data end)"
     )
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="build even when those sessions are built from the same inputs and the warehouse "
+        "is unchanged (otherwise nothing is run)",
+    )
     build.set_defaults(handler=cmd_build)
 
     check = commands.add_parser(
@@ -454,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--experiments", help="experiments YAML (default experiments/default.yaml)")
     infer.add_argument(
         "--token-budget", type=positive_int, help="prompt budget in estimated tokens"
+    )
+    infer.add_argument(
+        "--force",
+        action="store_true",
+        help="decide again even when every decision is made and current (otherwise the arms "
+        "are skipped); an LLM's answers still come from the response cache",
     )
     infer.set_defaults(handler=cmd_infer, needs_warehouse=True)
 

@@ -21,17 +21,23 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 _SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv")
 
 
+def project_files(project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
+    """The dbt project's sources: every model, seed, macro and YAML file, in a stable order."""
+    return sorted(
+        path
+        for path in project_dir.rglob("*")
+        if path.suffix in _SOURCE_SUFFIXES
+        and not {"target", "logs", "dbt_packages"} & set(path.relative_to(project_dir).parts)
+    )
+
+
 def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
     """True when manifest.json is missing or older than any model, seed, macro or YAML file."""
     manifest = project_dir / "target" / "manifest.json"
     if not manifest.is_file():
         return True
     built = manifest.stat().st_mtime
-    return any(
-        path.stat().st_mtime > built
-        for path in project_dir.rglob("*")
-        if path.suffix in _SOURCE_SUFFIXES and "target" not in path.parts
-    )
+    return any(path.stat().st_mtime > built for path in project_files(project_dir))
 
 
 def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:

@@ -161,7 +161,7 @@ def _timing(run_seconds: float, dbt_run_seconds: float) -> str:
 
 def check_gate() -> str:
     """Run the leakage gate's checks (raw contract, snapshots, knowledge cutoff) alone."""
-    from dagster_project.checks import GATE_CHECKS, gate_check_selection
+    from dagster_project.checks import GATE_CHECKS, GATE_TAG, gate_check_selection
     from dagster_project.ingest_assets import raw_tables
     from dagster_project.location import location_for
     from dagster_project.warehouse_assets import warehouse_dbt_assets
@@ -170,6 +170,7 @@ def check_gate() -> str:
     _, report, _ = run_assets(
         [raw_tables, warehouse_dbt_assets, location.pit_snapshot_assets, *GATE_CHECKS],
         gate_check_selection(_markets()),
+        tags={GATE_TAG: "run"},
         heartbeat="checking",
     )
     return report
@@ -196,15 +197,42 @@ def session_range(sessions: Sequence[date], start: date, end: date) -> tuple[dat
     return inside[0], inside[-1]
 
 
-def build_warehouse(start: date, end: date) -> str:
-    """Materialize the dbt assets (pit_snapshots for the sessions start..end) in one run, gated."""
-    from dagster_project.checks import GATE_CHECKS, gate_check_selection
+def build_warehouse(start: date, end: date, *, force: bool = False) -> str:
+    """Materialize the dbt assets (pit_snapshots for the sessions start..end) in one run, gated;
+    nothing when those sessions are built from the same inputs and shown in the instance
+    (dagster_project/stamps.py), unless `force`."""
+    from dagster_project.checks import GATE_CHECKS, PIT_SNAPSHOTS, gate_check_selection
     from dagster_project.ingest_assets import raw_tables
     from dagster_project.location import location_for
+    from dagster_project.sessions import sessions_in_window
+    from dagster_project.stamps import (
+        read_stamp,
+        record_build,
+        warehouse_state,
+        why_build_is_needed,
+    )
     from dagster_project.warehouse_assets import warehouse_dbt_assets
+    from ingest.layout import DataLayout
 
-    location = location_for()
+    layout = DataLayout.from_env()
+    location = location_for(layout)
     first, last = session_range(location.sessions, start, end)
+    sessions = sessions_in_window(location.sessions, first, last)
+    instance = _instance()
+    if not force:
+        reason = why_build_is_needed(layout, sessions) or _not_materialized(
+            instance, PIT_SNAPSHOTS, [day.isoformat() for day in sessions]
+        )
+        if reason is None:
+            stamp = read_stamp(layout)
+            assert stamp is not None
+            return (
+                f"up to date: the {len(sessions)} sessions {first} .. {last} are built from the "
+                "same raw data and dbt project, and its snapshots are unchanged since; "
+                f"leakage gate passed at {stamp.gate_passed_at}. Nothing was run (--force "
+                "rebuilds)."
+            )
+    earlier, state_before = read_stamp(layout), warehouse_state(layout.warehouse)
     pit = location.pit_snapshot_assets
     result, report, timing = run_assets(
         [raw_tables, warehouse_dbt_assets, pit, *GATE_CHECKS],
@@ -213,8 +241,10 @@ def build_warehouse(start: date, end: date) -> str:
             ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
         },
+        instance=instance,
         heartbeat="building",
     )
+    record_build(layout, sessions, earlier, state_before)
     # One materialization per partition of the range; the row count is the table's.
     counts: dict[str, int] = {}
     for event in result.get_asset_materialization_events():
@@ -227,11 +257,28 @@ def build_warehouse(start: date, end: date) -> str:
     return "tables after the build:\n" + "\n".join(lines)
 
 
-def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -> str:
+def _not_materialized(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str]
+) -> str | None:
+    """Why the instance does not show these partitions materialized (None when it does): an
+    up-to-date warehouse is skipped only when the UI shows it built too."""
+    if instance.is_ephemeral:
+        return "no Dagster instance records earlier runs (DAGSTER_HOME is not set)"
+    done = instance.get_materialized_partitions(key)
+    missing = [partition for partition in partitions if partition not in done]
+    if missing:
+        return f"{len(missing)} partition(s) of {key.to_user_string()} not materialized"
+    return None
+
+
+def infer(
+    arms: Sequence[str], start: date, end: date, config: dict[str, Any], *, force: bool = False
+) -> str:
     """Decisions of these arms over the sessions start..end, gated: date after date, every arm
     and ticker of a date together. A Dagster run covers a box of partitions (a block of arms in
     the order they were added x a date range), so arms not adjacent in that order take one run
-    each."""
+    each. A block whose decisions are all made and current, and shown materialized, is not run
+    again unless `force` (`_why_infer_is_needed`)."""
     from dagster_project.checks import pit_snapshots_leakage_gate
     from dagster_project.inference_assets import (
         ARM_PARTITIONS,
@@ -249,7 +296,15 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
     order = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
     book_check = llm_decisions_follow_their_book
     lines = []
+    sessions = [day.isoformat() for day in location.sessions if first <= day <= last]
     for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
+        if not force and _why_infer_is_needed(instance, block, sessions, config) is None:
+            lines.append(
+                f"{', '.join(block)}: up to date: every snapshot of {first} .. {last} is "
+                "decided on the snapshot and book that stand now, with this configuration. "
+                "Nothing was asked (--force decides again)."
+            )
+            continue
         result, report, timing = run_assets(
             [location.pit_snapshot_assets, pit_snapshots_leakage_gate, agents, book_check],
             dg.AssetSelection.assets(agents)
@@ -277,6 +332,39 @@ def infer(arms: Sequence[str], start: date, end: date, config: dict[str, Any]) -
         lines += [line for line in report.splitlines() if "made on a book" in line]
         lines.append(timing)
     return "\n".join(lines)
+
+
+def _why_infer_is_needed(
+    instance: dg.DagsterInstance, arms: Sequence[str], sessions: Sequence[str], config: dict
+) -> str | None:
+    """Why these arms must decide the sessions again (None when they need not): partitions
+    not materialized, or decisions not current (inference.up_to_date), or no standing gate."""
+    from dagster_project.inference_assets import LLM_DECISIONS
+    from dagster_project.stamps import passed_gate
+    from inference.engine import config_hash, request_recipe
+    from inference.experiments import load_experiment
+    from inference.prompts import DEFAULT_TOKEN_BUDGET
+    from inference.up_to_date import decisions_to_make
+    from ingest.layout import DataLayout
+    from ingest.load import ingested_markets
+
+    keys = [f"{arm}|{day}" for arm in arms for day in sessions]
+    reason = _not_materialized(instance, LLM_DECISIONS, keys)
+    if reason:
+        return reason
+    layout = DataLayout.from_env()
+    if passed_gate(layout) is None:
+        return "no leakage gate pass stands for this warehouse"
+    experiment = load_experiment(config.get("experiments"))
+    budget = config.get("token_budget") or DEFAULT_TOKEN_BUDGET
+    hashes = {
+        arm: config_hash(request_recipe(experiment.arm(arm, config.get("base_url")), budget))
+        for arm in arms
+    }
+    markets = ingested_markets(layout, config.get("markets"))
+    first, last = date.fromisoformat(sessions[0]), date.fromisoformat(sessions[-1])
+    undecided = decisions_to_make(layout, hashes, markets, first, last)
+    return f"{undecided} decision(s) to make" if undecided else None
 
 
 def _adjacent_blocks(arms: list[str], order: Sequence[str]) -> list[list[str]]:

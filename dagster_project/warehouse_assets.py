@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from dagster_project.console import dbt_events, dbt_quietly
+from dagster_project.console import dbt_events
 from dagster_project.dbt_project import (
     dbt_build_args,
     dbt_project,
@@ -148,17 +148,33 @@ def build_pit_snapshot_assets(
         window = context.partition_time_window
         start, end = partition_window_bounds(window.start.date(), window.end.date())
         context.log.info(f"building decision dates {start} .. {end}")
-        args = dbt_build_args(start, end)
-        # The window's working tables, with their dbt tests (a failure raises here).
-        working = ["--select", f"tag:{WINDOW_TAG}", "--exclude", PIT_SNAPSHOTS_MODEL]
-        with dbt_quietly():
-            run_dbt(dbt, [*args, *working], None, layout.data_dir).wait()
+        # One dbt run: the working tables (a --select that dbt adds to the asset's own) with
+        # their tests, then pit_snapshots. Their events are dropped: they are not assets, and
+        # a failing test of theirs fails the run (dbt exits non-zero, which raises here).
+        args = [*dbt_build_args(start, end), "--select", f"tag:{WINDOW_TAG}"]
         # Held until dbt exits: DuckDB admits no reader beside dbt's writer, and the row counts
         # are read afterwards with a short read-only connection.
         events = dbt_events(run_dbt(dbt, args, context, layout.data_dir).stream())
-        yield from with_row_counts(context, events, layout.warehouse, (start, end))
+        yield from with_row_counts(
+            context, own_events(context, events), layout.warehouse, (start, end)
+        )
 
     return pit_snapshot_assets
+
+
+def own_events(context: dg.AssetExecutionContext, events: Sequence[Any]) -> list[Any]:
+    """The events of this step's assets and checks; those of other dbt nodes are left out."""
+    outputs = set(context.selected_output_names)
+    keys = set(context.assets_def.keys)
+    kept = []
+    for event in events:
+        if isinstance(event, dg.Output) and event.output_name not in outputs:
+            continue
+        key = getattr(event, "asset_key", None)
+        if key is not None and not isinstance(event, dg.Output) and key not in keys:
+            continue
+        kept.append(event)
+    return kept
 
 
 def with_row_counts(

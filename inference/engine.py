@@ -247,8 +247,17 @@ def request_recipe(arm: Arm, token_budget: int) -> str:
             "prompt_version": PROMPT_VERSION,
             "prompt_fingerprint": prompt_fingerprint(),
             "token_budget": token_budget,
+            # A rule agent's decisions change with its rules, not with a prompt.
+            **({} if arm.model.is_llm else {"rules_fingerprint": rules_fingerprint()}),
         }
     )
+
+
+@functools.cache
+def rules_fingerprint() -> str:
+    """The rule agents' source: a change to their rules changes their configuration hash."""
+    source = Path(inspect.getfile(ReferenceBackend)).read_bytes()
+    return hashlib.sha256(source).hexdigest()
 
 
 def config_hash(recipe: str) -> str:

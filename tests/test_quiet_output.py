@@ -73,7 +73,7 @@ def test_piped_output_has_no_ansi_no_banner_no_dbt_node_lines(piped_build):
 
 def test_verbose_shows_dbt_node_lines_without_ansi_when_piped(piped_build):
     data_dir, home, _ = piped_build
-    printed = _cli(data_dir, home, "--verbose", "build", *WINDOW)
+    printed = _cli(data_dir, home, "--verbose", "build", "--force", *WINDOW)
     assert NODE_LINE.search(printed)
     assert "\x1b[" not in printed
 
