@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Whole runs as a user meets them, for one commit: `make demo` from a fresh clone (install
-# included), a warm rerun, `strat-llm build` of the real sample, and what they leave on disk.
+# Whole runs as a user meets them, for one commit: `make install` and `make demo` from a fresh
+# clone (the two together are what a first `make demo` takes), a warm rerun, `strat-llm build` of the real sample, and what they leave on disk.
 #
 #   bash bench/runs.sh <commit> [label]      # e.g. bash bench/runs.sh HEAD after
 #
@@ -29,8 +29,9 @@ seconds() { # seconds <name> <command...>: run, log its output, print the wall t
 }
 
 echo "commit $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ)"
-seconds "make demo (fresh clone)" make demo
-echo "demo output: $(wc -l <"$logs/make demo (fresh clone).out") lines"
+seconds "make install (fresh clone)" make install
+seconds "make demo (fresh clone, installed)" make demo
+echo "demo output: $(wc -l <"$logs/make demo (fresh clone, installed).out") lines"
 echo ".dagster_home after one demo: $(du -sm .dagster_home | cut -f1) MB"
 seconds "make demo (warm rerun)" make demo
 echo ".dagster_home after two demos: $(du -sm .dagster_home | cut -f1) MB"

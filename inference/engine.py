@@ -206,7 +206,13 @@ def rule_agent_request(
         "mode": arm.mode,
         "attitude": arm.attitude,
         "view": arm.view,
-        "holding": dataclasses.asdict(holding) if holding is not None else None,
+        # The book row's content hash names the holding; a holding made without one (in
+        # tests) is spelled out.
+        "holding": None
+        if holding is None
+        else {"book_date": holding.book_date, "row_hash": holding.row_hash}
+        if holding.row_hash
+        else dataclasses.asdict(holding),
     }
     content = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return ChatRequest.build(
