@@ -150,7 +150,10 @@ def test_a_changed_decision_makes_later_partitions_stale_and_a_rerun_changes_onl
         return rule_agent(context)
 
     monkeypatch.setattr(reference, "decide", changed)
-    out = infer([arm], changed_day, changed_day, config)
+    # Its decisions of Wednesday are current by everything recorded (same snapshot, rules
+    # source and book): only --force asks again.
+    assert "up to date" in infer([arm], changed_day, changed_day, config)
+    out = infer([arm], changed_day, changed_day, config, force=True)
     # Dagster: the decisions of Thursday read Wednesday's book, which was rematerialized
     resolver = get_stale_status_resolver(
         dg.DagsterInstance.get(), list(location_for(sample_copy).definitions().assets)
