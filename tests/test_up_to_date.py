@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.runner import build_warehouse, infer
+from dagster_project.checks import PIT_SNAPSHOTS
+from dagster_project.runner import _not_materialized, build_warehouse, infer
 from dagster_project.stamps import passed_gate, read_stamp
 from ingest.layout import DataLayout
 
@@ -34,37 +36,34 @@ def test_a_second_build_and_infer_run_nothing_until_something_changes(recorded: 
     assert build_warehouse(START, END).startswith("up to date: the 5 sessions")
     # a window not built yet is built
     assert "tables after the build" in build_warehouse(START, date(2025, 3, 10))
-    assert "up to date" in build_warehouse(START, date(2025, 3, 10))
-    assert "tables after the build" in build_warehouse(START, END, force=True)
 
     config = {"markets": ["us"]}
     assert "decisions in" in infer([ARM], START, END, config)
     assert "up to date" in infer([ARM], START, END, config)
-    assert "decisions in" in infer([ARM], START, END, config, force=True)
     # another configuration of the arm: its decisions are not current
-    assert "decisions in" in infer([ARM], START, END, {**config, "token_budget": 2500})
+    changed = {**config, "token_budget": 2500}
+    assert "decisions in" in infer([ARM], START, END, changed)
+    assert "up to date" in infer([ARM], START, END, changed)
     # a decision file gone: not current
     recorded.decision_file(ARM, "us", date(2025, 3, 5)).unlink()
-    assert "decisions in" in infer([ARM], START, END, {**config, "token_budget": 2500})
+    assert "decisions in" in infer([ARM], START, END, changed)
 
-    # one snapshot changed behind the build's back: rebuilt, and no gate verdict stands
+    # one snapshot changed behind the build's back: no gate verdict stands, and it is rebuilt
     with duckdb.connect(str(recorded.warehouse)) as connection:
         connection.execute(
             "update pit_snapshots set max_price_date = decision_date where decision_date = ?",
             [date(2025, 3, 4)],
         )
     assert passed_gate(recorded) is None
-    rebuilt = build_warehouse(START, END)
-    assert "tables after the build" in rebuilt
+    assert "tables after the build" in build_warehouse(START, END)
     assert passed_gate(recorded) is not None
-    # the earlier sessions stay recorded only for the warehouse they were built in
+    # only the sessions of this build stand for the warehouse as it is now
     stamp = read_stamp(recorded)
     assert stamp is not None and stamp.sessions[0] == "2025-03-03"
+    assert "up to date" in build_warehouse(START, END)
+    assert "tables after the build" in build_warehouse(START, END, force=True)
 
 
-def test_without_a_dagster_instance_every_run_runs(sample_copy: DataLayout, monkeypatch):
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.setenv("STRAT_LLM_DATA", str(sample_copy.data_dir))
-    monkeypatch.setenv("STRAT_LLM_WAREHOUSE", str(sample_copy.warehouse))
-    assert "tables after the build" in build_warehouse(START, START)
-    assert "tables after the build" in build_warehouse(START, START)
+def test_without_a_dagster_instance_nothing_counts_as_materialized():
+    reason = _not_materialized(dg.DagsterInstance.ephemeral(), PIT_SNAPSHOTS, ["2025-03-03"])
+    assert reason is not None and "DAGSTER_HOME is not set" in reason
