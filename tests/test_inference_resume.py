@@ -44,7 +44,11 @@ def _cached_hashes(cache: Path) -> set[str]:
     if not cache.exists():
         return set()
     with sqlite3.connect(cache) as connection:
-        return {row[0] for row in connection.execute("select request_hash from responses")}
+        try:
+            rows = connection.execute("select request_hash from responses").fetchall()
+        except sqlite3.OperationalError:  # the child has created the file, not yet its tables
+            return set()
+        return {row[0] for row in rows}
 
 
 def test_sigkill_mid_range_then_rerun_loses_nothing_and_repeats_nothing(
