@@ -286,6 +286,7 @@ def infer(
         llm_decisions_follow_their_book,
     )
     from dagster_project.location import location_for
+    from dagster_project.sessions import sessions_in_window
 
     location = location_for()
     first, last = session_range(location.sessions, start, end)
@@ -296,7 +297,7 @@ def infer(
     order = instance.get_dynamic_partitions(ARM_PARTITIONS.name)
     book_check = llm_decisions_follow_their_book
     lines = []
-    sessions = [day.isoformat() for day in location.sessions if first <= day <= last]
+    sessions = [day.isoformat() for day in sessions_in_window(location.sessions, first, last)]
     for block in _adjacent_blocks(list(dict.fromkeys(arms)), order):
         if not force and _why_infer_is_needed(instance, block, sessions, config) is None:
             lines.append(

@@ -137,7 +137,7 @@ def record_build(
 
 def why_build_is_needed(layout: DataLayout, sessions: list[date]) -> str | None:
     """Why these sessions must be built, or None when the warehouse already holds them built
-    from the same raw data and dbt project and nothing has written to it since."""
+    from the same raw data and dbt project and its stamped tables are unchanged since."""
     stamp = read_stamp(layout)
     if stamp is None or not layout.warehouse.is_file():
         return "no earlier build recorded"
