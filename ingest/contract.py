@@ -11,6 +11,9 @@ from typing import Literal
 
 import pyarrow as pa
 
+# The benchmark's `kind`: a total-return index reinvests dividends; a price index does not.
+BENCHMARK_KINDS: tuple[str, ...] = ("total_return", "price")
+
 ColumnKind = Literal["text", "date", "timestamp", "float", "int"]
 
 ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
@@ -29,7 +32,7 @@ class Column:
     description: str
     required: bool = True  # the column must be present in the file
     nullable: bool = False  # an empty value is allowed
-    default: float | None = None  # the value of an optional column that is absent or empty
+    default: float | str | None = None  # the value of an optional column that is absent or empty
     minimum: float | None = None
     minimum_exclusive: bool = False  # True: values must be > minimum, else >= minimum
 
@@ -40,6 +43,7 @@ class TableSpec:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     description: str
+    optional: bool = False  # the file may be absent: the table is then empty
 
     @property
     def column_names(self) -> list[str]:
@@ -126,6 +130,14 @@ TABLES: dict[str, TableSpec] = {
             (
                 Column("date", "date", "exchange-local trading date (YYYY-MM-DD)"),
                 _price("close"),
+                Column(
+                    "kind",
+                    "text",
+                    f"{' or '.join(BENCHMARK_KINDS)}, the same on every row (a total-return "
+                    "index reinvests dividends)",
+                    required=False,
+                    default=BENCHMARK_KINDS[-1],
+                ),
             ),
             key=("date",),
             description="the market index (e.g. S&P 500, CSI 300), one row per session",
@@ -166,10 +178,62 @@ TABLES: dict[str, TableSpec] = {
             key=("report_id",),
             description="annual reports gated by announcement time; restatements are new rows",
         ),
+        TableSpec(
+            "corporate_actions",
+            (
+                Column("ticker", "text", "ticker listed in universe"),
+                Column(
+                    "ex_date",
+                    "date",
+                    "session on which the shares trade without the entitlement (YYYY-MM-DD)",
+                ),
+                Column(
+                    "split_ratio",
+                    "float",
+                    "shares after per share before (2 for a 2-for-1 split, 1.8 for 8 bonus "
+                    "shares per 10; 1 when none)",
+                    minimum=0.0,
+                    minimum_exclusive=True,
+                ),
+                Column(
+                    "cash_dividend",
+                    "float",
+                    "cash per share before the event, listing currency (0 when none; below the "
+                    "previous close)",
+                    minimum=0.0,
+                ),
+                Column(
+                    "announced_at",
+                    "timestamp",
+                    "when the event became known, with a UTC offset, not after the ex-date's "
+                    "open (empty: known at the ex-date's open)",
+                    required=False,
+                    nullable=True,
+                ),
+            ),
+            key=("ticker", "ex_date"),
+            description="splits, bonus issues and cash dividends by ex-date",
+            optional=True,
+        ),
+        TableSpec(
+            "risk_free",
+            (
+                Column("date", "date", "date the rate applies from (YYYY-MM-DD)"),
+                Column(
+                    "annual_rate",
+                    "float",
+                    "annual risk-free rate as a decimal fraction (0.045 for 4.5 %)",
+                ),
+            ),
+            key=("date",),
+            description="the market's annual risk-free rate",
+            optional=True,
+        ),
     )
 }
 
 TABLE_NAMES: tuple[str, ...] = tuple(TABLES)
+REQUIRED_TABLES: tuple[str, ...] = tuple(name for name, spec in TABLES.items() if not spec.optional)
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 
 
@@ -184,9 +248,12 @@ def contract_markdown() -> str:
                 flags.append("optional")
             if column.nullable and column.required:
                 flags.append("may be empty")
-            if column.default is not None:
+            if isinstance(column.default, str):
+                flags.append(f"default `{column.default}`")
+            elif column.default is not None:
                 flags.append(f"default {column.default:g}")
             suffix = f" ({', '.join(flags)})" if flags else ""
             cells.append(f"`{column.name}` {column.kind}{suffix}")
-        lines.append(f"| `{spec.name}` | {', '.join(spec.key)} | {'; '.join(cells)} |")
+        name = f"`{spec.name}`" + (" (optional file)" if spec.optional else "")
+        lines.append(f"| {name} | {', '.join(spec.key)} | {'; '.join(cells)} |")
     return "\n".join(lines)

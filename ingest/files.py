@@ -10,17 +10,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ingest.calendars import MARKETS
-from ingest.contract import FILE_SUFFIXES, TABLE_NAMES, TABLES
+from ingest.contract import FILE_SUFFIXES, REQUIRED_TABLES, TABLE_NAMES, TABLES
 from ingest.validation import ContractError
 
 
-def find_table_file(market_dir: Path, table: str) -> Path:
+def find_table_file(market_dir: Path, table: str) -> Path | None:
+    """The table's file in the market folder; None for an optional table without one."""
     candidates = [market_dir / f"{table}{suffix}" for suffix in FILE_SUFFIXES]
     found = [path for path in candidates if path.is_file()]
     if not found:
+        if TABLES[table].optional:
+            return None
         raise ContractError(
             f"{market_dir}: no {table}.csv or {table}.parquet; every market folder needs "
-            f"{', '.join(TABLE_NAMES)} (a header-only CSV is a valid empty table)"
+            f"{', '.join(REQUIRED_TABLES)} (a header-only CSV is a valid empty table)"
         )
     if len(found) > 1:
         raise ContractError(
@@ -104,6 +107,8 @@ def read_market_files(root: Path, market: str) -> dict[str, tuple[pd.DataFrame, 
     frames = {}
     for table in TABLE_NAMES:
         path = find_table_file(root / market, table)
+        if path is None:  # an optional file the dataset lacks: validate_market empties it
+            continue
         source = f"{market}/{path.name}"
         frames[table] = (read_table_file(path, source), source)
     return frames

@@ -63,7 +63,7 @@ class MarketSummary:
 
 def _time_column(table: str) -> str | None:
     kinds = {column.name: column.kind for column in TABLES[table].columns}
-    for name in ("date", "published_at"):
+    for name in ("date", "ex_date", "published_at"):
         if name in kinds:
             return name
     return None
@@ -266,7 +266,7 @@ def ingest_sample(
     for market in [check_market(m) for m in markets] if markets else list(MARKETS):
         frames = sample.generate_sample_market(market, seed=seed, start=start, end=end)
         result = validate_market(
-            market, {table: (frames[table], f"sample/{market}/{table}") for table in TABLE_NAMES}
+            market, {table: (frame, f"sample/{market}/{table}") for table, frame in frames.items()}
         )
         if result.n_rejected or result.missing_sessions:
             # The generator must satisfy the contract it is checked against; this is a bug.

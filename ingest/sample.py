@@ -48,7 +48,7 @@ SYNTHETIC = "(synthetic)"
 COLUMNS: dict[str, list[str]] = {
     "universe": ["ticker", "name", "sector", "price_limit_pct"],
     "prices": ["ticker", "date", "open", "high", "low", "close", "volume", "adj_factor"],
-    "benchmark": ["date", "close"],
+    "benchmark": ["date", "close", "kind"],
     "news": ["news_id", "ticker", "published_at", "headline", "body", "source"],
     "reports": [
         "report_id",
@@ -64,6 +64,7 @@ COLUMNS: dict[str, list[str]] = {
         "operating_cash_flow",
         "summary",
     ],
+    "corporate_actions": ["ticker", "ex_date", "split_ratio", "cash_dividend", "announced_at"],
 }
 
 # Fixed per-market stream codes: the sub-seed must not depend on hash() (salted per process).
@@ -180,6 +181,66 @@ BENCHMARK_START: dict[str, float] = {"us": 5000.0, "cn": 3500.0}
 _DRIFT: dict[str, float] = {"uptrend": 0.0023, "downtrend": -0.0025, "sideways": 0.0}
 _VOL: dict[str, float] = {"uptrend": 0.008, "downtrend": 0.009, "sideways": 0.005}
 _PULL: dict[str, float] = {"uptrend": 0.12, "downtrend": 0.12, "sideways": 0.15}
+
+
+# --------------------------------------------------------------------------------------------
+# Corporate actions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """A split, bonus issue and/or cash dividend with its ex-date on the first session on or
+    after `on`. The dividend is a fraction of the previous close (rounded to cents), so it fits
+    any seed's price path; `lead_sessions` None leaves announced_at empty (known only at the
+    ex-date's open), else the event is announced after the close that many sessions before."""
+
+    ticker: str
+    on: date
+    split_ratio: float = 1.0
+    dividend_yield: float = 0.0
+    lead_sessions: int | None = 10
+
+
+def _quarterly(ticker: str, day: int, dividend_yield: float) -> tuple[PlannedAction, ...]:
+    months = [(2024, 8), (2024, 11), (2025, 2), (2025, 5), (2025, 8), (2025, 11)]
+    return tuple(PlannedAction(ticker, date(y, m, day), 1.0, dividend_yield) for y, m in months)
+
+
+# Per market: a forward split, a bonus issue (CN: 8 bonus shares per 10 with a cash dividend,
+# like CATL's 2023 distribution) and cash dividends, one of them never announced in advance.
+CORPORATE_ACTIONS: dict[str, tuple[PlannedAction, ...]] = {
+    "us": (
+        PlannedAction("DNVS", date(2025, 3, 3), split_ratio=2.0, lead_sessions=20),
+        PlannedAction("KSTL", date(2025, 6, 2), split_ratio=1.1, lead_sessions=15),
+        *_quarterly("CDRG", 15, 0.011),
+        *_quarterly("EMBK", 10, 0.008)[:-1],
+        PlannedAction("EMBK", date(2025, 11, 10), dividend_yield=0.008, lead_sessions=None),
+    ),
+    "cn": (
+        PlannedAction("000321", date(2025, 6, 16), split_ratio=2.0, lead_sessions=12),
+        PlannedAction(
+            "300765", date(2025, 5, 20), split_ratio=1.8, dividend_yield=0.02, lead_sessions=15
+        ),
+        PlannedAction("601234", date(2024, 7, 11), dividend_yield=0.045, lead_sessions=8),
+        PlannedAction("601234", date(2025, 7, 10), dividend_yield=0.045, lead_sessions=8),
+        PlannedAction("601567", date(2025, 7, 17), dividend_yield=0.03, lead_sessions=None),
+        PlannedAction("600123", date(2025, 6, 26), dividend_yield=0.015, lead_sessions=6),
+    ),
+}
+
+
+def _action_sessions(market: str, ticker: str, days: list[date]) -> dict[int, PlannedAction]:
+    """The ticker's planned actions by ex-date session index; an action needs a session before
+    its ex-date (the close it adjusts), so one on the first session or outside is left out."""
+    found: dict[int, PlannedAction] = {}
+    for action in CORPORATE_ACTIONS[market]:
+        if action.ticker != ticker or not days or action.on > days[-1]:
+            continue
+        index = next(i for i, day in enumerate(days) if day >= action.on)
+        if index > 0:
+            found[index] = action
+    return found
 
 
 def regime_on(market: str, day: date) -> str:
@@ -787,12 +848,19 @@ def _simulate_ohlcv(
     effects: PriceEffects,
     lot: int,
     rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
+    actions: dict[int, PlannedAction] | None = None,
+) -> tuple[dict[str, np.ndarray], list[tuple[int, float, float]]]:
     """Daily bars: beta to the index + noise + event effects, within CN limits, in cents.
 
     A move cut by the price limit carries over to the next session (like a limit-locked stock
-    that keeps gapping), so event effects are delayed rather than lost.
+    that keeps gapping), so event effects are delayed rather than lost. Prices are as traded:
+    on an ex-date the session starts from the ex reference price (previous close - dividend) /
+    split_ratio, which also anchors CN's limits, and volume counts the new, larger number of
+    shares. Returns the bars and the applied actions (session index, split_ratio, dividend).
     """
+    actions = actions or {}
+    applied: list[tuple[int, float, float]] = []
+    shares_multiple = 1.0
     n = len(bench_returns)
     total = spec.beta * bench_returns + spec.idio_vol * rng.standard_normal(n)
     overnight = 0.35 * total + 0.003 * rng.standard_normal(n) + effects.overnight
@@ -804,6 +872,12 @@ def _simulate_ohlcv(
     prev = _round_cents(spec.base_price)
     carry = 0.0
     for t in range(n):
+        if t in actions:
+            action = actions[t]
+            dividend = _round_cents(prev / 100 * action.dividend_yield)
+            prev = max(1, _round_cents((prev - dividend) / 100 / action.split_ratio))
+            shares_multiple *= action.split_ratio
+            applied.append((t, action.split_ratio, dividend / 100))
         if spec.limit_pct is None:
             up, down = 10**12, 1
         else:
@@ -818,11 +892,11 @@ def _simulate_ohlcv(
         lo = max(min(_round_cents(min(o, c) * math.exp(-wick_down[t]) / 100), o, c), down, 1)
         move = abs(c - prev) / prev
         raw_volume = spec.base_volume_m * 1e6 * volume_noise[t] * (1 + 12 * move)
-        raw_volume *= 2.0 if effects.event_day[t] else 1.0
+        raw_volume *= (2.0 if effects.event_day[t] else 1.0) * shares_multiple
         bars["open"][t], bars["high"][t], bars["low"][t], bars["close"][t] = o, h, lo, c
         bars["volume"][t] = max(1, round(raw_volume / lot)) * lot
         prev = c
-    return bars
+    return bars, applied
 
 
 # --------------------------------------------------------------------------------------------
@@ -859,9 +933,42 @@ def _universe_frame(market: str) -> pd.DataFrame:
     )
 
 
+# The synthetic index stands for the market's total return (dividends reinvested), the like
+# of the backtest's sleeves, which are paid their dividends.
+BENCHMARK_KIND = "total_return"
+
+
 def _benchmark_frame(days: list[date], log_returns: np.ndarray, market: str) -> pd.DataFrame:
     closes = BENCHMARK_START[market] * np.exp(np.cumsum(log_returns))
-    return pd.DataFrame({"date": days, "close": np.round(closes, 2)}, columns=COLUMNS["benchmark"])
+    return pd.DataFrame(
+        {"date": days, "close": np.round(closes, 2), "kind": BENCHMARK_KIND},
+        columns=COLUMNS["benchmark"],
+    )
+
+
+def _corporate_actions_frame(
+    market: str, ticker: str, days: list[date], applied: list[tuple[int, float, float]]
+) -> pd.DataFrame:
+    planned = _action_sessions(market, ticker, days)
+    announced = []
+    for index, _, _ in applied:
+        lead = planned[index].lead_sessions
+        when = (
+            session_close_utc(market, days[max(0, index - lead)]) + pd.Timedelta(hours=1)
+            if lead is not None
+            else pd.NaT
+        )
+        announced.append(when)
+    return pd.DataFrame(
+        {
+            "ticker": [ticker] * len(applied),
+            "ex_date": [days[index] for index, _, _ in applied],
+            "split_ratio": [split for _, split, _ in applied],
+            "cash_dividend": [dividend for _, _, dividend in applied],
+            "announced_at": pd.Series(announced, dtype=_TIMESTAMP_DTYPE),
+        },
+        columns=COLUMNS["corporate_actions"],
+    )
 
 
 def _prices_frame(ticker: str, days: list[date], bars: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -914,7 +1021,8 @@ def generate_sample_market(
     start: date = DEFAULT_START,
     end: date = DEFAULT_END,
 ) -> dict[str, pd.DataFrame]:
-    """The five raw-contract tables (DESIGN §4) of the SYNTHETIC sample market.
+    """The raw-contract tables (DESIGN §4) of the SYNTHETIC sample market, corporate actions
+    included (no risk_free: the sample has no rate series).
 
     Prices and the benchmark cover exactly the exchange sessions from start to end; news
     covers every calendar day; reports include those published before start (so a report is
@@ -934,6 +1042,7 @@ def generate_sample_market(
     lot = 100 if market == "cn" else 1
     news = NewsItems.empty()
     price_frames = []
+    action_frames = []
     for spec in UNIVERSES[market]:
         effects = PriceEffects.zeros(len(days))
         if days:
@@ -942,8 +1051,10 @@ def generate_sample_market(
         _report_effects(reports[spec.ticker], opens_utc, since, effects)
         _report_news(market, spec, reports[spec.ticker], since, news)
         _background_news(market, spec, start, end, session_index, times, rng["news"], news)
-        bars = _simulate_ohlcv(spec, bench_returns, effects, lot, rng["stocks"])
+        actions = _action_sessions(market, spec.ticker, days)
+        bars, applied = _simulate_ohlcv(spec, bench_returns, effects, lot, rng["stocks"], actions)
         price_frames.append(_prices_frame(spec.ticker, days, bars))
+        action_frames.append(_corporate_actions_frame(market, spec.ticker, days, applied))
     prices = pd.concat(price_frames, ignore_index=True)
     prices = prices.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
     return {
@@ -952,4 +1063,7 @@ def generate_sample_market(
         "benchmark": _benchmark_frame(days, bench_returns, market),
         "news": _news_frame(market, news),
         "reports": _reports_frame(reports),
+        "corporate_actions": pd.concat(action_frames, ignore_index=True)
+        .sort_values(["ticker", "ex_date"], kind="stable")
+        .reset_index(drop=True),
     }

@@ -14,8 +14,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from ingest.calendars import MARKET_CALENDARS, sessions
-from ingest.contract import TABLE_NAMES, TABLES, Column, TableSpec
+from ingest.calendars import MARKET_CALENDARS, session_open_utc, sessions
+from ingest.contract import BENCHMARK_KINDS, REQUIRED_TABLES, TABLE_NAMES, TABLES, Column, TableSpec
 
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _OFFSET_PATTERN = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
@@ -231,6 +231,37 @@ def _check_table_rules(check: TableCheck) -> None:
             )
     if check.spec.name == "reports":
         _check_report_rules(check)
+    if check.spec.name == "benchmark":
+        _check_benchmark_kind(check)
+    if check.spec.name == "risk_free":
+        rate = parsed["annual_rate"]
+        check.reject(
+            (rate.abs() >= 1).fillna(False),
+            "annual_rate "
+            + rate.astype("string")
+            + " is not a decimal fraction (write 0.045 for 4.5 %)",
+        )
+
+
+def _check_benchmark_kind(check: TableCheck) -> None:
+    """One kind for the whole file: a series that switches between a price and a total-return
+    index mid-way has returns that mean different things."""
+    if "kind" not in check.original.columns:
+        return
+    kinds = check.parsed["kind"]
+    unknown = ~kinds.isin(BENCHMARK_KINDS)
+    check.reject(
+        unknown,
+        "kind " + _shown(kinds) + f" is not one of {', '.join(BENCHMARK_KINDS)}",
+    )
+    empty = _is_empty(check.original["kind"])
+    given = sorted(set(kinds[~empty & ~unknown]))
+    if len(given) > 1 or (given and empty.any()):
+        shown = given + (["(empty)"] if given and empty.any() else [])
+        raise ContractError(
+            f"{check.source}: column kind mixes {', '.join(shown)}; the whole file is one "
+            f"index, either {' or '.join(BENCHMARK_KINDS)} (leave the column out for price)"
+        )
 
 
 def _check_report_rules(check: TableCheck) -> None:
@@ -321,19 +352,71 @@ def _check_tickers(check: TableCheck, tickers: set[str], universe_source: str) -
     check.reject(unknown, "ticker " + _shown(ticker) + f" is not in {universe_source}")
 
 
-def _check_sessions(check: TableCheck, market: str) -> set[date]:
-    dates = check.parsed["date"].dropna()
+def _check_sessions(check: TableCheck, market: str, column: str = "date") -> set[date]:
+    dates = check.parsed[column].dropna()
     if dates.empty:
         return set()
     valid = set(sessions(market, min(dates), max(dates)))
-    off = check.parsed["date"].notna() & ~check.parsed["date"].isin(valid)
+    off = check.parsed[column].notna() & ~check.parsed[column].isin(valid)
     check.reject(
         off,
-        "date "
-        + check.parsed["date"].astype("string")
+        f"{column} "
+        + check.parsed[column].astype("string")
         + f" is not a {MARKET_CALENDARS[market]} trading session",
     )
     return valid
+
+
+def _check_corporate_actions(actions: TableCheck, prices: TableCheck, market: str) -> None:
+    """Events against the market: an ex-date is a session, an announcement comes no later than
+    the ex-date's open, and a cash dividend is below the close it is paid out of."""
+    _check_sessions(actions, market, "ex_date")
+    events = actions.parsed
+    opens = [
+        session_open_utc(market, day) if day is not None and not bad else pd.NaT
+        for day, bad in zip(events["ex_date"], actions.bad_mask, strict=True)
+    ]
+    opens = pd.Series(opens, index=events.index, dtype="datetime64[us, UTC]")
+    late = (events["announced_at"] > opens).fillna(False)
+    actions.reject(
+        late,
+        "announced_at "
+        + events["announced_at"].astype("string")
+        + " is after the ex-date's session open "
+        + opens.astype("string")
+        + " (an event is known, at the latest, when it takes effect)",
+    )
+    # The previous close: the ticker's last valid price row before the ex-date.
+    bars = prices.parsed.loc[~prices.bad_mask, ["ticker", "date", "close"]].dropna()
+    if bars.empty or events.empty:
+        return
+    bars = bars.assign(date=pd.to_datetime(bars["date"])).sort_values("date")
+    lookup = events[["ticker", "ex_date"]].copy()
+    lookup["position"] = np.arange(len(lookup))
+    lookup = lookup.dropna().assign(ex_date=lambda frame: pd.to_datetime(frame["ex_date"]))
+    lookup = lookup.sort_values("ex_date")
+    found = pd.merge_asof(
+        lookup,
+        bars.rename(columns={"date": "previous_date", "close": "previous_close"}),
+        left_on="ex_date",
+        right_on="previous_date",
+        by="ticker",
+        allow_exact_matches=False,
+    ).set_index("position")
+    previous = found["previous_close"].reindex(range(len(events)))
+    previous.index = events.index
+    previous_date = found["previous_date"].reindex(range(len(events)))
+    previous_date.index = events.index
+    dividend = events["cash_dividend"].astype("float64")
+    actions.reject(
+        (dividend >= previous).fillna(False),
+        "cash_dividend "
+        + dividend.astype("string")
+        + " is not below the previous close "
+        + previous.astype("string")
+        + " of "
+        + previous_date.dt.date.astype("string"),
+    )
 
 
 def _missing_sessions(frame: pd.DataFrame, market: str) -> dict[str, list[date]]:
@@ -367,12 +450,20 @@ def _finish(check: TableCheck, market: str) -> tuple[pd.DataFrame, pd.DataFrame]
     return clean, rejected.reset_index(drop=True)
 
 
+def _empty_frame(table: str) -> pd.DataFrame:
+    return pd.DataFrame({name: [] for name in TABLES[table].required_columns}, dtype=str)
+
+
 def validate_market(market: str, frames: dict[str, tuple[pd.DataFrame, str]]) -> MarketResult:
-    """Validate one market's five tables, given as {table: (frame as read, source name)}."""
-    absent = [name for name in TABLE_NAMES if name not in frames]
+    """Validate one market's tables, given as {table: (frame as read, source name)}; an
+    optional table that is not given is empty (source "")."""
+    absent = [name for name in REQUIRED_TABLES if name not in frames]
     if absent:
         raise ContractError(f"{market}: missing table(s) {', '.join(absent)}")
-    checks = {name: parse_table(TABLES[name], *frames[name]) for name in TABLE_NAMES}
+    checks = {
+        name: parse_table(TABLES[name], *frames.get(name, (_empty_frame(name), "")))
+        for name in TABLE_NAMES
+    }
     universe = checks["universe"]
     _refuse_duplicate_tickers(universe)
     known = set(universe.parsed.loc[~universe.bad_mask, "ticker"].dropna())
@@ -381,6 +472,7 @@ def validate_market(market: str, frames: dict[str, tuple[pd.DataFrame, str]]) ->
             _check_tickers(check, known, universe.source)
     for name in ("prices", "benchmark"):
         _check_sessions(checks[name], market)
+    _check_corporate_actions(checks["corporate_actions"], checks["prices"], market)
     tables: dict[str, pd.DataFrame] = {}
     rejected: dict[str, pd.DataFrame] = {}
     for name, check in checks.items():
@@ -391,7 +483,7 @@ def validate_market(market: str, frames: dict[str, tuple[pd.DataFrame, str]]) ->
         market=market,
         tables=tables,
         rejected=rejected,
-        sources={name: check.source for name, check in checks.items()},
+        sources={name: check.source for name, check in checks.items() if check.source},
         ignored_columns={
             name: c.ignored_columns for name, c in checks.items() if c.ignored_columns
         },

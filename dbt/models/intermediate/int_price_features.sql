@@ -1,17 +1,46 @@
 -- Features of each ticker as of the close of each price date, from that date and earlier rows
 -- only. A snapshot for decision date D takes the row of the last price date before D.
--- Prices are adjusted (x adj_factor). Window lengths are fixed and named in the columns.
-with prices as (
+-- Prices are forward-adjusted with what had happened by each date: P~(d) = raw(d) x
+-- adj_factor(d) / K(d), K(d) the product of the price factors of the ticker's corporate actions
+-- with ex_date <= d (int_corporate_action_factors), and volume / the product of their split
+-- ratios. Both conventions grow in the same sense (adj_factor is cumulative from the past, as
+-- 1 / K is), so a series never jumps at an event and no row uses a later one. The levels are on
+-- the basis of the first price; int_snapshot_prices moves them onto each decision's basis.
+-- Window lengths are fixed and named in the columns.
+with raw_prices as (
+    select * from {{ ref('stg_raw__prices') }}
+),
+
+events as (
+    select market, ticker, ex_date, cumulative_price_factor, cumulative_split_ratio
+    from {{ ref('int_corporate_action_factors') }}
+),
+
+adjusted as (
+    select
+        raw_prices.*,
+        raw_prices.adj_factor / coalesce(events.cumulative_price_factor, 1.0) as price_adjustment,
+        coalesce(events.cumulative_split_ratio, 1.0) as split_adjustment
+    from raw_prices
+    asof left join events
+        on raw_prices.market = events.market
+        and raw_prices.ticker = events.ticker
+        and raw_prices.price_date >= events.ex_date
+),
+
+prices as (
     select
         market,
         ticker,
         price_date,
-        open * adj_factor as open,
-        high * adj_factor as high,
-        low * adj_factor as low,
-        close * adj_factor as close,
-        volume
-    from {{ ref('stg_raw__prices') }}
+        price_adjustment,
+        split_adjustment,
+        open * price_adjustment as open,
+        high * price_adjustment as high,
+        low * price_adjustment as low,
+        close * price_adjustment as close,
+        volume / split_adjustment as volume
+    from adjusted
 ),
 
 lagged as (
@@ -72,6 +101,9 @@ final as (
         ticker,
         price_date,
         n_sessions,
+        -- raw(d) = P~(d) / price_adjustment; raw volume = adjusted volume x split_adjustment
+        price_adjustment,
+        split_adjustment,
         close,
         volume,
         ret_1d,

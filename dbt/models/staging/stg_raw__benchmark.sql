@@ -6,7 +6,8 @@ final as (
     select
         market,
         "date" as benchmark_date,
-        close as benchmark_close
+        close as benchmark_close,
+        kind as benchmark_kind
     from source
 )
 
