@@ -298,8 +298,8 @@ CASES: tuple[Case, ...] = (
         "a market folder holds a file outside the contract",
         FILES,
         0,
-        "ignored files: us/corporate_actions.csv",
-        dataset=add_file("corporate_actions.csv", b"ticker,ex_date\n"),
+        "ignored files: us/dividends.csv",
+        dataset=add_file("dividends.csv", b"ticker,ex_date\n"),
         stream="out",
     ),
     case(

@@ -206,7 +206,11 @@ def test_quarantine_loses_no_row(tiny_dataset: Path, tmp_path: Path):
     for case in ("high below low", "unknown ticker", "duplicate key", "naive timestamp"):
         ROW_CASES[case][0](folder)
     layout = _layout(tmp_path)
-    rows_in = {table: len(pd.read_csv(folder / f"{table}.csv", dtype=str)) for table in TABLE_NAMES}
+    files = {table: folder / f"{table}.csv" for table in TABLE_NAMES}
+    rows_in = {
+        table: len(pd.read_csv(path, dtype=str)) if path.exists() else 0  # optional: absent
+        for table, path in files.items()
+    }
     [summary] = ingest_files(layout, tiny_dataset, on_bad_rows="quarantine")
     for table in TABLE_NAMES:
         loaded = pq.read_table(layout.raw_file("us", table)).num_rows
@@ -275,17 +279,17 @@ def test_unknown_market_folder_is_named(tiny_dataset: Path, tmp_path: Path):
 
 
 def test_files_outside_the_contract_are_listed_not_loaded(tiny_dataset: Path, tmp_path: Path):
-    (tiny_dataset / "us" / "corporate_actions.csv").write_text("ticker,ex_date\n")
+    (tiny_dataset / "us" / "dividends.csv").write_text("ticker,ex_date\n")
     (tiny_dataset / "us" / "extra").mkdir()
     (tiny_dataset / "hk").mkdir()
     (tiny_dataset / "README.md").write_text("notes\n")
     layout = _layout(tmp_path)
     [summary] = ingest_files(layout, tiny_dataset)
-    listed = ["us/corporate_actions.csv", "us/extra/", "README.md", "hk/"]
+    listed = ["us/dividends.csv", "us/extra/", "README.md", "hk/"]
     assert summary.ignored_files == listed
     assert read_manifest(layout, "us")["ignored_files"] == listed
     text = format_summary([read_manifest(layout, "us")])
-    assert "ignored files: us/corporate_actions.csv, us/extra/" in text
+    assert "ignored files: us/dividends.csv, us/extra/" in text
     assert "ignored in the dataset folder: README.md, hk/" in text
 
 

@@ -3,6 +3,7 @@ the research questions visible (regimes, leakage that would pay, PIT traps in re
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,16 +23,17 @@ from ingest.sample import (
 
 MARKETS = ("us", "cn")
 CLOSE_MINUTES = {"us": 16 * 60, "cn": 15 * 60}  # regular close, local minutes of the day
-TABLES = ("universe", "prices", "benchmark", "news", "reports")
+TABLES = ("universe", "prices", "benchmark", "news", "reports", "corporate_actions")
 COLUMNS = {
     "universe": ["ticker", "name", "sector", "price_limit_pct"],
     "prices": ["ticker", "date", "open", "high", "low", "close", "volume", "adj_factor"],
-    "benchmark": ["date", "close"],
+    "benchmark": ["date", "close", "kind"],
     "news": ["news_id", "ticker", "published_at", "headline", "body", "source"],
     "reports": [
         "report_id", "ticker", "fiscal_year", "period_end", "published_at", "revenue",
         "net_income", "total_assets", "total_equity", "eps", "operating_cash_flow", "summary",
     ],
+    "corporate_actions": ["ticker", "ex_date", "split_ratio", "cash_dividend", "announced_at"],
 }  # fmt: skip
 
 
@@ -176,6 +178,12 @@ def test_cn_moves_stay_within_price_limits_and_volume_in_lots(sample):
     for ticker, rows in prices.groupby("ticker"):
         pct = limits[ticker]
         prev = rows["close"].to_numpy()[:-1]
+        # On an ex-date the exchange's reference is the ex price: (close - dividend) / split.
+        actions = frames["corporate_actions"]
+        for event in actions[actions["ticker"] == ticker].itertuples():
+            index = rows["date"].tolist().index(event.ex_date) - 1
+            reference = (prev[index] - event.cash_dividend) / event.split_ratio
+            prev[index] = math.floor(reference * 100 + 0.5) / 100
         up = np.array([_limit(x, pct, +1) for x in prev])
         down = np.array([_limit(x, pct, -1) for x in prev])
         for column in ("open", "high", "low", "close"):
