@@ -10,9 +10,16 @@ lots as prices drift. Parse failures are counted in `backtest_metrics.parse_fail
 Baseline arms (not LLMs) are computed here from the same inputs: `buy_and_hold`, the rule-only
 arms `S1`..`S4` from the snapshots' signals (the one SQL definition of the rules), and a seeded
 `random` arm.
+
+Universe membership (the universe's optional member_from / member_to, inclusive) bounds every
+arm: a ticker has no snapshot, hence no decision, outside it, and a position still held when
+membership ends is sold at the open of the first session after member_to (target 0 from that
+session on, so a session without a bar or at a CN limit-down only delays the sale).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -53,3 +60,36 @@ def baseline_targets(
     if arm == "random":
         return np.where(has_bar, random_targets(has_bar.shape, seed), np.nan)
     raise ValueError(f"unknown baseline arm {arm!r}; expected one of {', '.join(BASELINE_ARMS)}")
+
+
+def membership(universe: pd.DataFrame, tickers: pd.Index, sessions: pd.DatetimeIndex) -> np.ndarray:
+    """(n_tickers, n_sessions) True where the ticker is an index member on the session:
+    member_from <= session <= member_to, an empty (or absent) bound being open-ended. A
+    ticker missing from `universe` is an error, never silently a member."""
+    missing = tickers.difference(pd.Index(universe["ticker"]))
+    if len(missing):
+        raise ValueError(f"membership: ticker(s) {', '.join(map(str, missing))} not in universe")
+    bounds = universe.set_index("ticker").reindex(tickers)
+    days = sessions.to_numpy(dtype="datetime64[D]")
+    member = np.ones((len(tickers), len(sessions)), dtype=bool)
+    for column, keep in (("member_from", np.greater_equal), ("member_to", np.less_equal)):
+        if column not in bounds:
+            continue
+        edge = pd.to_datetime(
+            bounds[column].map(lambda day: day.isoformat() if isinstance(day, date) else day)
+        ).to_numpy(dtype="datetime64[D]")
+        known = ~np.isnat(edge)
+        member[known] &= keep(days[None, :], edge[known, None])
+    return member
+
+
+def sell_after_membership(targets: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """`targets` with 0.0 on every session after a membership spell has ended and the ticker
+    is not a member again: what is held is sold at the first such open it can trade at. Before
+    a ticker first joins nothing is held, and its targets are kept (there are none: no
+    snapshot, no decision)."""
+    if targets.shape != member.shape:
+        raise ValueError(f"sell_after_membership: targets {targets.shape}, member {member.shape}")
+    was_member = np.logical_or.accumulate(member, axis=1)
+    left = was_member & ~member
+    return np.where(left, 0.0, targets)
