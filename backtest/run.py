@@ -496,19 +496,19 @@ def simulate_market(
             snapshot_signals(layout.warehouse, part) if set(members) & set(STRATEGY_ARMS) else {}
         )
         # Every arm trades a ticker only while it is an index member and sells it after.
-        member = membership(universe, part.tickers, part.sessions)
+        member, after = membership(universe, part.tickers, part.sessions)
         tradable = part.has_bar & member
         targets = [
             sell_after_membership(
                 part.matrix(by_arm[arm], "target", "decision_date")
                 if kinds.loc[arm, "arm_kind"] != "baseline"
                 else baseline_targets(arm, tradable, signals, seed),
-                member,
+                after,
             )
             for arm in members
         ]
         # Last block: the window's buy-and-hold, the comparison of every arm in it.
-        hold_targets = sell_after_membership(buy_and_hold(tradable), member)
+        hold_targets = sell_after_membership(buy_and_hold(tradable), after)
         result = simulate_window(part, np.concatenate([*targets, hold_targets]), config.fill_at)
         n = len(part.tickers)
         hold = _rows(result, slice(len(members) * n, None))

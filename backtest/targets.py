@@ -62,34 +62,36 @@ def baseline_targets(
     raise ValueError(f"unknown baseline arm {arm!r}; expected one of {', '.join(BASELINE_ARMS)}")
 
 
-def membership(universe: pd.DataFrame, tickers: pd.Index, sessions: pd.DatetimeIndex) -> np.ndarray:
-    """(n_tickers, n_sessions) True where the ticker is an index member on the session:
-    member_from <= session <= member_to, an empty (or absent) bound being open-ended. A
-    ticker missing from `universe` is an error, never silently a member."""
+def membership(
+    universe: pd.DataFrame, tickers: pd.Index, sessions: pd.DatetimeIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two (n_tickers, n_sessions) masks: `member`, the ticker is an index member on the
+    session (member_from <= session <= member_to, an empty or absent bound open-ended), and
+    `after`, the session is past its member_to. A ticker missing from `universe` is an
+    error, never silently a member."""
     missing = tickers.difference(pd.Index(universe["ticker"]))
     if len(missing):
         raise ValueError(f"membership: ticker(s) {', '.join(map(str, missing))} not in universe")
     bounds = universe.set_index("ticker").reindex(tickers)
-    days = sessions.to_numpy(dtype="datetime64[D]")
-    member = np.ones((len(tickers), len(sessions)), dtype=bool)
-    for column, keep in (("member_from", np.greater_equal), ("member_to", np.less_equal)):
-        if column not in bounds:
-            continue
-        edge = pd.to_datetime(
-            bounds[column].map(lambda day: day.isoformat() if isinstance(day, date) else day)
-        ).to_numpy(dtype="datetime64[D]")
-        known = ~np.isnat(edge)
-        member[known] &= keep(days[None, :], edge[known, None])
-    return member
+    days = sessions.to_numpy(dtype="datetime64[D]")[None, :]
+
+    def bound(column: str) -> np.ndarray:
+        if column not in bounds:  # a universe ingested before the column existed
+            return np.full((len(tickers), 1), np.datetime64("NaT"), dtype="datetime64[D]")
+        values = bounds[column].map(lambda day: day.isoformat() if isinstance(day, date) else day)
+        return pd.to_datetime(values).to_numpy(dtype="datetime64[D]")[:, None]
+
+    joined, left = bound("member_from"), bound("member_to")
+    after = ~np.isnat(left) & (days > left)
+    member = (np.isnat(joined) | (days >= joined)) & ~after
+    return member, after
 
 
-def sell_after_membership(targets: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """`targets` with 0.0 on every session after a membership spell has ended and the ticker
-    is not a member again: what is held is sold at the first such open it can trade at. Before
-    a ticker first joins nothing is held, and its targets are kept (there are none: no
-    snapshot, no decision)."""
-    if targets.shape != member.shape:
-        raise ValueError(f"sell_after_membership: targets {targets.shape}, member {member.shape}")
-    was_member = np.logical_or.accumulate(member, axis=1)
-    left = was_member & ~member
-    return np.where(left, 0.0, targets)
+def sell_after_membership(targets: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """`targets` with 0.0 on every session past the ticker's membership (`after`, from
+    `membership`): what is held is sold at the first such open it can trade at. Before a
+    ticker joins nothing is held and its targets stay (there are none: no snapshot, no
+    decision)."""
+    if targets.shape != after.shape:
+        raise ValueError(f"sell_after_membership: targets {targets.shape}, after {after.shape}")
+    return np.where(after, 0.0, targets)

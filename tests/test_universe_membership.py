@@ -56,7 +56,7 @@ def test_a_bad_membership_is_a_named_bad_row(tmp_path: Path, row: str, reason: s
     assert reason in rejected["_reason"].iloc[0]
 
 
-def test_membership_matrix_is_inclusive_and_open_ended():
+def test_membership_is_inclusive_and_open_ended():
     universe = pd.DataFrame(
         {
             "ticker": ["AAA", "BBB", "CCC"],
@@ -65,12 +65,16 @@ def test_membership_matrix_is_inclusive_and_open_ended():
         }
     )
     sessions = pd.DatetimeIndex(["2025-03-03", "2025-03-04", "2025-03-05"])
-    member = membership(universe, pd.Index(["AAA", "BBB", "CCC"]), sessions)
+    member, after = membership(universe, pd.Index(["AAA", "BBB", "CCC"]), sessions)
     np.testing.assert_array_equal(
         member, [[False, True, True], [True, True, False], [True, True, True]]
     )
+    np.testing.assert_array_equal(
+        after, [[False, False, False], [False, False, True], [False, False, False]]
+    )
     # No membership columns (a universe ingested before them): every ticker always a member.
-    assert membership(universe[["ticker"]], pd.Index(["AAA"]), sessions).all()
+    member, after = membership(universe[["ticker"]], pd.Index(["AAA"]), sessions)
+    assert member.all() and not after.any()
     with pytest.raises(ValueError, match="ZZZ"):
         membership(universe, pd.Index(["ZZZ"]), sessions)
 
@@ -78,15 +82,43 @@ def test_membership_matrix_is_inclusive_and_open_ended():
 def test_a_position_is_sold_at_the_first_open_after_membership_ends():
     """Bought while a member; member_to is the third session: the fourth session's target is
     0 (sold at its open), whatever the arm wanted, and no later session buys it back."""
-    member = np.array([[True, True, True, False, False]])
+    after = np.array([[False, False, False, True, True]])
     wanted = np.array([[1.0, NAN, NAN, NAN, 1.0]])
-    targets = sell_after_membership(wanted, member)
+    targets = sell_after_membership(wanted, after)
     np.testing.assert_array_equal(targets, [[1.0, NAN, NAN, 0.0, 0.0]])
     prices = np.array([[10.0, 10.5, 11.0, 11.5, 12.0]])
     rules = SeriesRules.stack([TradingRules(lot_size=1, initial_capital=10_000.0)])
     result = simulate(targets, prices, prices, rules)
     assert result.shares[0, 2] > 0
     assert result.shares[0, 3] == 0 and result.shares[0, 4] == 0
-    # Joining later: nothing is held before, and the targets before it are left alone.
-    joined = sell_after_membership(np.array([[NAN, 1.0]]), np.array([[False, True]]))
-    np.testing.assert_array_equal(joined, [[NAN, 1.0]])
+
+
+def test_a_ticker_leaving_the_index_has_no_snapshot_after_and_is_sold(sample_copy):
+    """The sample with AXRB a member up to 2025-06-30 only: no snapshot after that date, and
+    buy-and-hold (which holds it from the start) sells it at the next session's open."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from dagster_project.cli import main
+    from ingest.load import to_arrow
+
+    layout, last_day = sample_copy, date(2025, 6, 30)
+    path = layout.raw_file("us", "universe")
+    universe = pd.read_parquet(path)
+    universe["member_to"] = [last_day if t == "AXRB" else None for t in universe["ticker"]]
+    pq.write_table(to_arrow("universe", universe), path)
+    common = ["--data-dir", str(layout.data_dir)]
+    assert main([*common, "build", "--force"]) == 0
+    assert main([*common, "backtest", "--baseline", "buy_and_hold", "--market", "us"]) == 0
+    with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
+        [(last_snapshot,)] = connection.execute(
+            "select max(decision_date) from pit_snapshots where ticker = 'AXRB'"
+        ).fetchall()
+    assert last_snapshot == last_day
+    sleeves = pd.read_parquet(layout.backtest_result_file("sleeves", "buy_and_hold", "us"))
+    axrb = sleeves[sleeves["ticker"] == "AXRB"].sort_values("date")
+    held = axrb[pd.to_datetime(axrb["date"]) <= pd.Timestamp(last_day)]
+    after = axrb[pd.to_datetime(axrb["date"]) > pd.Timestamp(last_day)]
+    assert held["shares"].iloc[-1] > 0
+    assert after["target_exposure"].iloc[0] == 0.0 and after["traded_shares"].iloc[0] < 0
+    assert (after["shares"] == 0).all()
