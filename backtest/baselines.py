@@ -39,7 +39,9 @@ def rule_only(entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
     Signals are those of the decision date's snapshot (computed from data before the session),
     so acting at the same session's open uses nothing from that session. Entry fires -> 1.0;
     exit fires -> 0.0, also when entry fires too (exit wins: the conservative reading of
-    conflicting rules); neither -> NaN, keep the position.
+    conflicting rules); neither -> NaN, keep the position. Signals are events (S2 fires on the
+    session its averages cross, not while one stays above the other), so the arm holds what
+    an entry bought through the sessions in which nothing fires, until an exit sells it.
     """
     entered, exited = _fired(entry), _fired(exit_)
     if entered.shape != exited.shape:

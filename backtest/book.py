@@ -36,7 +36,7 @@ from backtest.run import (
     ticker_rules,
 )
 from backtest.simulation import DEFAULT_CAPITAL, SeriesRules, SleeveState, simulate
-from backtest.targets import decision_targets
+from backtest.targets import decision_targets, membership, sell_after_membership
 from ingest.layout import DataLayout
 from ingest.load import write_atomically
 
@@ -51,6 +51,7 @@ class _MarketBars:
     open_: np.ndarray
     close: np.ndarray
     rules: SeriesRules
+    after_membership: np.ndarray  # (tickers, axis): past member_to, sold as the backtest does
 
     def position(self, day: date) -> int | None:
         found = self.axis.get_indexer([pd.Timestamp(day)])[0]
@@ -120,6 +121,7 @@ class BookKeeper:
                 pivot(prices, "open", "date", tickers, axis),
                 pivot(prices, "close", "date", tickers, axis),
                 SeriesRules.stack([by_ticker[ticker] for ticker in tickers]),
+                membership(universe, tickers, axis)[1],
             )
         self._sleeves: dict[tuple[str, str], _Sleeves] = {}
         self.written: list[Path] = []
@@ -191,6 +193,7 @@ class BookKeeper:
             target = sleeves.targets.pop(position, None)
             if target is None:
                 target = self._landed_targets(arm, bars, position)
+            target = sell_after_membership(target, bars.after_membership[:, position])
             self._step(arm, bars, sleeves, position, target)
 
     def _landed_targets(self, arm: str, bars: _MarketBars, position: int) -> np.ndarray:

@@ -60,7 +60,14 @@ from backtest.simulation import (
     round_trips,
     simulate,
 )
-from backtest.targets import BASELINE_ARMS, STRATEGY_ARMS, baseline_targets, decision_targets
+from backtest.targets import (
+    BASELINE_ARMS,
+    STRATEGY_ARMS,
+    baseline_targets,
+    decision_targets,
+    membership,
+    sell_after_membership,
+)
 from ingest.calendars import MARKETS
 from ingest.layout import DataLayout
 from ingest.load import market_ingest_id, write_atomically
@@ -466,6 +473,7 @@ def simulate_market(
         rules_row,
         config.initial_capital,
     )
+    universe = pd.read_parquet(layout.raw_file(market, "universe"))
     first = pd.to_datetime(decisions["arm"].map({arm: w[0] for arm, w in windows.items()}))
     last = pd.to_datetime(decisions["arm"].map({arm: w[1] for arm, w in windows.items()}))
     dates = decisions["decision_date"]
@@ -487,16 +495,21 @@ def simulate_market(
         signals = (
             snapshot_signals(layout.warehouse, part) if set(members) & set(STRATEGY_ARMS) else {}
         )
+        # Every arm trades a ticker only while it is an index member and sells it after.
+        member, after = membership(universe, part.tickers, part.sessions)
+        tradable = part.has_bar & member
         targets = [
-            part.matrix(by_arm[arm], "target", "decision_date")
-            if kinds.loc[arm, "arm_kind"] != "baseline"
-            else baseline_targets(arm, part.has_bar, signals, seed)
+            sell_after_membership(
+                part.matrix(by_arm[arm], "target", "decision_date")
+                if kinds.loc[arm, "arm_kind"] != "baseline"
+                else baseline_targets(arm, tradable, signals, seed),
+                after,
+            )
             for arm in members
         ]
         # Last block: the window's buy-and-hold, the comparison of every arm in it.
-        result = simulate_window(
-            part, np.concatenate([*targets, buy_and_hold(part.has_bar)]), config.fill_at
-        )
+        hold_targets = sell_after_membership(buy_and_hold(tradable), after)
+        result = simulate_window(part, np.concatenate([*targets, hold_targets]), config.fill_at)
         n = len(part.tickers)
         hold = _rows(result, slice(len(members) * n, None))
         for index, arm in enumerate(members):

@@ -10,9 +10,16 @@ lots as prices drift. Parse failures are counted in `backtest_metrics.parse_fail
 Baseline arms (not LLMs) are computed here from the same inputs: `buy_and_hold`, the rule-only
 arms `S1`..`S4` from the snapshots' signals (the one SQL definition of the rules), and a seeded
 `random` arm.
+
+Universe membership (the universe's optional member_from / member_to, inclusive) bounds every
+arm: a ticker has no snapshot, hence no decision, outside it, and a position still held when
+membership ends is sold at the open of the first session after member_to (target 0 from that
+session on, so a session without a bar or at a CN limit-down only delays the sale).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -53,3 +60,38 @@ def baseline_targets(
     if arm == "random":
         return np.where(has_bar, random_targets(has_bar.shape, seed), np.nan)
     raise ValueError(f"unknown baseline arm {arm!r}; expected one of {', '.join(BASELINE_ARMS)}")
+
+
+def membership(
+    universe: pd.DataFrame, tickers: pd.Index, sessions: pd.DatetimeIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two (n_tickers, n_sessions) masks: `member`, the ticker is an index member on the
+    session (member_from <= session <= member_to, an empty or absent bound open-ended), and
+    `after`, the session is past its member_to. A ticker missing from `universe` is an
+    error, never silently a member."""
+    missing = tickers.difference(pd.Index(universe["ticker"]))
+    if len(missing):
+        raise ValueError(f"membership: ticker(s) {', '.join(map(str, missing))} not in universe")
+    bounds = universe.set_index("ticker").reindex(tickers)
+    days = sessions.to_numpy(dtype="datetime64[D]")[None, :]
+
+    def bound(column: str) -> np.ndarray:
+        if column not in bounds:  # a universe ingested before the column existed
+            return np.full((len(tickers), 1), np.datetime64("NaT"), dtype="datetime64[D]")
+        values = bounds[column].map(lambda day: day.isoformat() if isinstance(day, date) else day)
+        return pd.to_datetime(values).to_numpy(dtype="datetime64[D]")[:, None]
+
+    joined, left = bound("member_from"), bound("member_to")
+    after = ~np.isnat(left) & (days > left)
+    member = (np.isnat(joined) | (days >= joined)) & ~after
+    return member, after
+
+
+def sell_after_membership(targets: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """`targets` with 0.0 on every session past the ticker's membership (`after`, from
+    `membership`): what is held is sold at the first such open it can trade at. Before a
+    ticker joins nothing is held and its targets stay (there are none: no snapshot, no
+    decision)."""
+    if targets.shape != after.shape:
+        raise ValueError(f"sell_after_membership: targets {targets.shape}, after {after.shape}")
+    return np.where(after, 0.0, targets)

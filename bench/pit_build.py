@@ -104,6 +104,7 @@ class PitVars:
     s4_window_days: int
     s4_surprise: float  # a fraction: s4_surprise_pct / 100, as the SQL computes it
     s4_news_tone: int
+    # The U.S. tone lexicon (whole English words): the bench market is U.S.
     positive_terms: tuple[str, ...]
     negative_terms: tuple[str, ...]
 
@@ -567,6 +568,9 @@ def price_features(visible: pd.DataFrame) -> pd.DataFrame:
             "ma_5": newest(5)["close"].mean(),
             "ma_20": last_20["close"].mean(),
             "ma_60": newest(60)["close"].mean(),
+            # The MAs of the session before the last, for S2's crossover (not compared).
+            "ma_5_previous": before_last(5)["close"].mean(),
+            "ma_20_previous": prior_20["close"].mean(),
             "rsi_14": (100.0 - 100.0 / (1.0 + avg_gain / avg_loss)).where(avg_loss != 0, 100.0),
             "volatility_20d": last_20["ret_1d"].std(),
             "volume_ratio_20d": last["volume"] / prior_volume.where(prior_volume != 0),
@@ -574,7 +578,11 @@ def price_features(visible: pd.DataFrame) -> pd.DataFrame:
             "prior_low_10": before_last(10)["low"].min(),
         }
     )
-    for column, fewest in {"ret_5d": 6, "ma_5": 5, "ma_20": 20, "ma_60": 60, "rsi_14": 15}.items():
+    fewest_sessions = {
+        "ret_5d": 6, "ma_5": 5, "ma_20": 20, "ma_60": 60, "rsi_14": 15, "ma_5_previous": 6,
+        "ma_20_previous": 21,
+    }  # fmt: skip
+    for column, fewest in fewest_sessions.items():
         features.loc[sessions_seen < fewest, column] = np.nan
     for column in ["ret_20d", "volatility_20d", "volume_ratio_20d", "prior_high_20"]:
         features.loc[sessions_seen <= 20, column] = np.nan
@@ -589,12 +597,17 @@ def strategy_signals(snapshot: pd.DataFrame, cutoff: pd.Timestamp, pit: PitVars)
     growth = snapshot["report_net_income_growth"].where(recent)
     tone = snapshot["news_tone"]
     close = snapshot["last_close"]
+    # S2 is a cross: "not above before" is false when the MAs before are unknown, as in SQL.
+    previous_5, previous_20 = snapshot["ma_5_previous"], snapshot["ma_20_previous"]
+    unknown_before = previous_5.isna() | previous_20.isna()
+    was_above = (previous_5 > previous_20) | unknown_before
+    was_below = (previous_5 < previous_20) | unknown_before
     return pd.DataFrame(
         {
             "s1_entry": (close > snapshot["prior_high_20"]) & (snapshot["volume_ratio_20d"] > 1),
             "s1_exit": close < snapshot["prior_low_10"],
-            "s2_entry": snapshot["ma_5"] > snapshot["ma_20"],
-            "s2_exit": snapshot["ma_5"] < snapshot["ma_20"],
+            "s2_entry": (snapshot["ma_5"] > snapshot["ma_20"]) & ~was_above,
+            "s2_exit": (snapshot["ma_5"] < snapshot["ma_20"]) & ~was_below,
             "s3_entry": (snapshot["rsi_14"] < pit.rsi_entry) & (close > snapshot["ma_60"]),
             "s3_exit": (snapshot["rsi_14"] > pit.rsi_exit) | (close < snapshot["ma_60"]),
             "s4_entry": (growth >= pit.s4_surprise) | (tone >= pit.s4_news_tone),

@@ -163,6 +163,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from dagster_project.runner import backtest, build_warehouse, infer
     from inference.experiments import load_experiment
+    from inference.signal_rates import firing_table
     from ingest.layout import DataLayout
     from ingest.load import ingested_markets, session_span
 
@@ -176,6 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start, end = session_span(layout)
     print(f"[2/4] point-in-time warehouse for decision dates {start} .. {end} (dbt + gate)")
     print(build_warehouse(start, end))
+    print(firing_table(layout.warehouse))
     print(
         f"[3/4] decisions of {len(experiment.arms)} arm(s) from {experiment.source}, date after "
         "date (position-aware arms see their book)"

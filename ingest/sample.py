@@ -271,47 +271,96 @@ def _benchmark_log_returns(market: str, days: list[date], rng: np.random.Generat
 
 # Event phrases move the price (see module docstring); the tests and analyses find event items
 # by these phrases. Background phrases carry a tone but no price effect.
-EVENT_PHRASES: dict[str, tuple[str, ...]] = {
-    "positive": (
-        "wins major multi-year supply contract",
-        "raises full-year guidance on surging demand",
-        "announces large share buyback programme",
-        "wins regulatory approval for flagship product",
-        "signs strategic partnership with industry leader",
-        "reports record order intake, beating forecasts",
-    ),
-    "negative": (
-        "cuts full-year guidance citing weak demand",
-        "loses its largest customer contract",
-        "faces regulatory investigation into accounting practices",
-        "recalls flagship product over safety defects",
-        "warns of sharp drop in quarterly profit",
-        "CFO resigns unexpectedly amid internal review",
-    ),
+# Headline phrases per market and tone: English for the U.S., Chinese for A-shares (as their
+# announcements read). Each market has the same number of phrases per tone, so the random
+# picks (and every price) are the same whichever language a market's headlines are in.
+EVENT_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "us": {
+        "positive": (
+            "wins major multi-year supply contract",
+            "raises full-year guidance on surging demand",
+            "announces large share buyback programme",
+            "wins regulatory approval for flagship product",
+            "signs strategic partnership with industry leader",
+            "reports record order intake, beating forecasts",
+        ),
+        "negative": (
+            "cuts full-year guidance citing weak demand",
+            "loses its largest customer contract",
+            "faces regulatory investigation into accounting practices",
+            "recalls flagship product over safety defects",
+            "warns of sharp drop in quarterly profit",
+            "CFO resigns unexpectedly amid internal review",
+        ),
+    },
+    "cn": {
+        "positive": (
+            "中标重大多年期供货合同",
+            "上调全年业绩指引，需求强劲增长",
+            "公告大额股份回购计划",
+            "核心产品注册申请获批",
+            "与行业龙头签署战略合作协议",
+            "新签订单创新高，超预期",
+        ),
+        "negative": (
+            "下调全年业绩指引，需求疲弱",
+            "与最大客户的供货合同终止",
+            "涉嫌信息披露违规被证监会立案调查",
+            "核心产品因安全缺陷召回",
+            "预计季度净利润大幅下滑",
+            "财务总监突然辞职，公司开展内部核查",
+        ),
+    },
 }
-_BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
-    "positive": (
-        "draws upbeat analyst commentary on growth outlook",
-        "expands distribution network in new regions",
-        "highlights solid customer demand at investor event",
-        "opens new research centre",
-        "earns favourable industry award",
-    ),
-    "negative": (
-        "faces cautious analyst commentary on margins",
-        "flags higher input costs, trade press reports",
-        "reports minor production delay at one plant",
-        "sees softer sentiment in sector survey",
-        "faces concerns over rising competition",
-    ),
-    "neutral": (
-        "to present at upcoming industry conference",
-        "sets date for annual shareholder meeting",
-        "appoints new independent director",
-        "publishes annual sustainability report",
-        "completes routine debt refinancing",
-        "confirms unchanged dividend policy",
-    ),
+_BACKGROUND_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "us": {
+        "positive": (
+            "draws upbeat analyst commentary on growth outlook",
+            "expands distribution network in new regions",
+            "highlights solid customer demand at investor event",
+            "opens new research centre",
+            "earns favourable industry award",
+        ),
+        "negative": (
+            "faces cautious analyst commentary on margins",
+            "flags higher input costs, trade press reports",
+            "reports minor production delay at one plant",
+            "sees softer sentiment in sector survey",
+            "faces concerns over rising competition",
+        ),
+        "neutral": (
+            "to present at upcoming industry conference",
+            "sets date for annual shareholder meeting",
+            "appoints new independent director",
+            "publishes annual sustainability report",
+            "completes routine debt refinancing",
+            "confirms unchanged dividend policy",
+        ),
+    },
+    "cn": {
+        "positive": (
+            "获券商研报看好，业绩增长前景乐观",
+            "在新区域拓展销售网络",
+            "投资者交流会称客户需求稳步增长",
+            "新研发中心落成",
+            "荣获行业奖项",
+        ),
+        "negative": (
+            "分析师下调毛利率预期",
+            "行业媒体称原材料成本上升",
+            "一工厂生产小幅延误，产量下滑",
+            "行业调查显示板块情绪转弱",
+            "面临行业竞争加剧的担忧",
+        ),
+        "neutral": (
+            "将出席行业会议",
+            "确定年度股东大会召开日期",
+            "聘任新独立董事",
+            "发布年度可持续发展报告",
+            "完成例行债务再融资",
+            "维持现有分红政策不变",
+        ),
+    },
 }
 _TONES: tuple[str, ...] = ("positive", "negative", "neutral")
 
@@ -432,10 +481,12 @@ class NewsItems:
         self.bodies += [_body(h, material) for h in headlines]
 
 
-def _event_headlines(spec: TickerSpec, signs: np.ndarray, rng: np.random.Generator) -> list[str]:
+def _event_headlines(
+    market: str, spec: TickerSpec, signs: np.ndarray, rng: np.random.Generator
+) -> list[str]:
     out = []
     for sign in signs:
-        phrases = EVENT_PHRASES["positive" if sign > 0 else "negative"]
+        phrases = EVENT_PHRASES[market]["positive" if sign > 0 else "negative"]
         out.append(f"{spec.name} ({spec.ticker}) {phrases[rng.integers(len(phrases))]}")
     return out
 
@@ -471,7 +522,7 @@ def _intraday_events(
         for offset, (overnight, intraday) in enumerate(_INTRADAY_EVENT_PATH):
             effects.add(int(d) + offset, sign * size * overnight, sign * size * intraday)
     published = _to_utc([days[i] for i in hit], seconds, market)
-    news.extend(spec.ticker, published, _event_headlines(spec, signs, rng), material=True)
+    news.extend(spec.ticker, published, _event_headlines(market, spec, signs, rng), material=True)
 
 
 def _gap_events(
@@ -509,7 +560,7 @@ def _gap_events(
             seconds[k] = evening[k]
         effects.add(int(d), signs[k] * sizes[k], 0.15 * signs[k] * sizes[k])
     published = _to_utc(publish_days, seconds, market)
-    news.extend(spec.ticker, published, _event_headlines(spec, signs, rng), material=True)
+    news.extend(spec.ticker, published, _event_headlines(market, spec, signs, rng), material=True)
 
 
 def _background_news(
@@ -543,7 +594,7 @@ def _background_news(
     picks = rng.integers(0, 1_000_000, n)
     headlines = []
     for tone, pick in zip(tones, picks, strict=True):
-        phrases = _BACKGROUND_PHRASES[_TONES[tone]]
+        phrases = _BACKGROUND_PHRASES[market][_TONES[tone]]
         headlines.append(f"{spec.name} ({spec.ticker}) {phrases[pick % len(phrases)]}")
     news.extend(spec.ticker, _to_utc(item_days, seconds, market), headlines, material=False)
 
@@ -653,6 +704,17 @@ def _rounded_figures(figures: dict[str, float], spec: TickerSpec) -> dict[str, f
     return out
 
 
+def _result_phrase(market: str, surprise: float) -> str:
+    """What an announcement headline says about the result, in the market's language."""
+    if market == "cn":
+        if surprise > 0.05:
+            return "净利润超预期"
+        if surprise < -0.05:
+            return "净利润不及预期"
+        return "净利润符合预期"
+    return f"net income {_verdict(surprise)}"
+
+
 def _verdict(surprise: float) -> str:
     if surprise > 0.05:
         return "beat expectations"
@@ -718,7 +780,7 @@ def _reports_for_ticker(
             **fig,
             "summary": _summary(market, spec, year, fig, fy.prior_income, fy.expected, fy.surprise),
         }
-        out.append(Report(row, reaction, f"net income {_verdict(fy.surprise)}"))
+        out.append(Report(row, reaction, _result_phrase(market, fy.surprise)))
         if year in restated:
             out.append(_restatement(market, spec, row, fy, rng))
     return out
@@ -754,7 +816,8 @@ def _restatement(
             market, spec, year, fig, fy.prior_income, fy.expected, surprise, original["net_income"]
         ),
     }
-    return Report(row, -min(0.5 * cut, 0.06), f"net income revised down {cut:.0%}")
+    revised_down = {"us": f"net income revised down {cut:.0%}", "cn": f"净利润下调{cut:.0%}"}
+    return Report(row, -min(0.5 * cut, 0.06), revised_down[market])
 
 
 def _annual_reports(
@@ -812,11 +875,15 @@ def _report_news(
         return
     headlines = []
     for report in reports:
-        verb = "restates" if report.row["report_id"].endswith("-R1") else "publishes"
-        headlines.append(
-            f"{spec.name} ({spec.ticker}) {verb} FY{report.row['fiscal_year']} "
-            f"{_REPORT_KIND[market]}; {report.headline_tail}"
-        )
+        restated = report.row["report_id"].endswith("-R1")
+        year = report.row["fiscal_year"]
+        if market == "cn":
+            kind = "更正后的" if restated else ""
+            announced = f"发布{kind}{year}年年度报告：{report.headline_tail}"
+        else:
+            verb = "restates" if restated else "publishes"
+            announced = f"{verb} FY{year} {_REPORT_KIND[market]}; {report.headline_tail}"
+        headlines.append(f"{spec.name} ({spec.ticker}) {announced}")
     published = pd.DatetimeIndex([r.row["published_at"] for r in reports])
     news.extend(spec.ticker, published, headlines, material=True)
 

@@ -242,6 +242,21 @@ def _check_table_rules(check: TableCheck) -> None:
             + " is not a decimal fraction (write 0.045 for 4.5 %)",
         )
 
+    if check.spec.name == "universe":
+        joined, left = parsed["member_from"], parsed["member_to"]
+        reversed_span = [
+            start is not None and end is not None and start > end
+            for start, end in zip(joined, left, strict=True)
+        ]
+        check.reject(
+            np.array(reversed_span, dtype=bool),
+            "member_from "
+            + joined.astype("string")
+            + " is after member_to "
+            + left.astype("string")
+            + " (membership runs from member_from to member_to, both inclusive)",
+        )
+
 
 def _check_benchmark_kind(check: TableCheck) -> None:
     """One kind for the whole file: a series that switches between a price and a total-return

@@ -279,10 +279,10 @@ def test_us_news_times_follow_daylight_saving(sample):
 # ----------------------------------------------------------------------------- informative news
 
 
-def _event_items(news: pd.DataFrame) -> pd.DataFrame:
+def _event_items(news: pd.DataFrame, market: str) -> pd.DataFrame:
     sign = pd.Series(0, index=news.index)
     for tone, value in (("positive", 1), ("negative", -1)):
-        for phrase in EVENT_PHRASES[tone]:
+        for phrase in EVENT_PHRASES[market][tone]:
             sign[news["headline"].str.contains(phrase, regex=False)] = value
     out = news.assign(sign=sign)
     return out[out["sign"] != 0]
@@ -298,7 +298,7 @@ def _session_frame(market: str) -> pd.DataFrame:
 def test_event_news_after_the_cutoff_moves_the_price_from_the_open(sample, market):
     """A pipeline leaking news published after D's cutoff (open - 30 min) would profit."""
     frames = sample[market]
-    events = _event_items(frames["news"])
+    events = _event_items(frames["news"], market)
     grid = _session_frame(market)
     cutoff = grid["open_utc"] - pd.Timedelta(minutes=30)
     opens = frames["prices"].pivot(index="date", columns="ticker", values="open")
@@ -331,7 +331,7 @@ def _after_close(item, market: str) -> bool:
 def test_event_news_before_the_cutoff_precedes_an_opening_gap(sample, market):
     """After-hours (or weekend) event items are visible at D's cutoff; D opens with a gap."""
     frames = sample[market]
-    events = _event_items(frames["news"])
+    events = _event_items(frames["news"], market)
     grid = _session_frame(market)
     opens = frames["prices"].pivot(index="date", columns="ticker", values="open")
     closes = _closes(frames["prices"])
@@ -353,7 +353,7 @@ def test_event_news_before_the_cutoff_precedes_an_opening_gap(sample, market):
 @pytest.mark.parametrize("market", MARKETS)
 def test_about_a_fifth_of_news_is_informative(sample, market):
     news = sample[market]["news"]
-    share = len(_event_items(news)) / len(news)
+    share = len(_event_items(news, market)) / len(news)
     assert 0.1 < share < 0.3
 
 
@@ -465,3 +465,13 @@ def test_single_holiday_span_has_no_sessions_but_news():
     assert frames["prices"].empty and frames["benchmark"].empty
     assert list(frames["prices"].columns) == COLUMNS["prices"]
     assert (_local(frames["news"]["published_at"], "us").dt.date == date(2024, 7, 4)).all()
+
+
+def test_a_share_headlines_are_in_chinese_and_us_headlines_in_english(sample):
+    """A-share announcements read in Chinese (S4's cn lexicon is Chinese); U.S. ones in English."""
+    has_chinese = {
+        market: sample[market]["news"]["headline"].str.contains(r"[\u4e00-\u9fff]", regex=True)
+        for market in MARKETS
+    }
+    assert has_chinese["cn"].all()
+    assert not has_chinese["us"].any()

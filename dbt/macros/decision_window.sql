@@ -15,7 +15,13 @@
      and {% if end %}{{ column }} <= date '{{ end }}' + interval 1 day{% else %}true{% endif %})
 {%- endmacro %}
 
-{#- A regular expression matching any of the words in a list var, as whole words. -#}
-{% macro word_pattern(var_name) -%}
+{#- A regular expression matching any of the terms in a list var: as whole words by default;
+    whole_words=false matches them anywhere (Chinese has no spaces between words, and RE2's \b
+    is an ASCII word boundary, so a Chinese term inside a headline would never match). -#}
+{% macro word_pattern(var_name, whole_words=true) -%}
+    {%- if whole_words -%}
     '\b({{ var(var_name) | join("|") }})\b'
+    {%- else -%}
+    '({{ var(var_name) | join("|") }})'
+    {%- endif -%}
 {%- endmacro %}

@@ -73,6 +73,9 @@ windowed as (
         avg(close) over (by_date rows between 4 preceding and current row) as ma_5,
         avg(close) over (by_date rows between 19 preceding and current row) as ma_20,
         avg(close) over (by_date rows between 59 preceding and current row) as ma_60,
+        -- The same averages as of the session before (S2's crossover compares the two).
+        avg(close) over (by_date rows between 5 preceding and 1 preceding) as ma_5_previous,
+        avg(close) over (by_date rows between 20 preceding and 1 preceding) as ma_20_previous,
         avg(gain) over (by_date rows between 13 preceding and current row) as avg_gain_14,
         avg(loss) over (by_date rows between 13 preceding and current row) as avg_loss_14,
         stddev_samp(ret_1d) over (by_date rows between 19 preceding and current row)
@@ -112,6 +115,8 @@ final as (
         case when n_sessions >= 5 then ma_5 end as ma_5,
         case when n_sessions >= 20 then ma_20 end as ma_20,
         case when n_sessions >= 60 then ma_60 end as ma_60,
+        case when n_sessions >= 6 then ma_5_previous end as ma_5_previous,
+        case when n_sessions >= 21 then ma_20_previous end as ma_20_previous,
         -- RSI-14 with simple 14-session averages of gains and losses (Cutler's RSI).
         case
             when n_sessions <= 14 then null

@@ -1,6 +1,6 @@
 -- The snapshot grid of this build's window: every ticker of the market at every decision
--- session, with its last price date strictly before the decision date. A decision needs a
--- price before it and is at most one session past the market's last price. A table of keys:
+-- session of its universe membership (member_from..member_to), with its last price date
+-- strictly before the decision date. A decision needs a price before it and is at most one session past the market's last price. A table of keys:
 -- prices, news and reports read it, so the ASOF JOIN runs once, and their queries carry an
 -- exact row count instead of an ASOF estimate (those estimates, orders of magnitude too high,
 -- starved the news aggregate of memory and sent it to disk under a memory limit).
@@ -10,7 +10,7 @@ with decisions as (
 ),
 
 universe as (
-    select market, ticker from {{ ref('stg_raw__universe') }}
+    select market, ticker, member_from, member_to from {{ ref('stg_raw__universe') }}
 ),
 
 price_dates as (
@@ -31,10 +31,14 @@ eligible as (
       and decisions.previous_session_date <= market_span.last_price_date
 ),
 
+-- Only members on D: a ticker outside its membership has no snapshot (no survivor's future).
 grid as (
     select eligible.market, universe.ticker, eligible.decision_date, eligible.information_cutoff
     from eligible
-    inner join universe on eligible.market = universe.market
+    inner join universe
+        on eligible.market = universe.market
+        and eligible.decision_date >= coalesce(universe.member_from, eligible.decision_date)
+        and eligible.decision_date <= coalesce(universe.member_to, eligible.decision_date)
 ),
 
 -- The last price date before each decision: an ASOF JOIN on the keys only.

@@ -1,7 +1,8 @@
 -- S1-S4 entry and exit per snapshot: the one SQL definition of the rules whose words are in
--- seeds/strategies.csv. Price rules read features of the last session before the decision;
--- S4 reads only the report and news visible at the cutoff. A rule without enough history
--- does not fire.
+-- seeds/strategies.csv. Price rules read features of the last session before the decision
+-- (S2 also those of the session before it); S4 reads only the report and news visible at the
+-- cutoff, the news with its market's tone lexicon. A rule without enough history does not
+-- fire.
 {% set window_days = var('s4_window_days') %}
 with prices as (
     select * from {{ ref('int_snapshot_prices') }}
@@ -28,12 +29,20 @@ recent as (
                         lambda item: item.published_at
                             >= prices.information_cutoff - interval {{ window_days }} day
                     ),
-                    -- Case-insensitive matching ('i'): no lowered copy of each headline.
-                    lambda item: (
-                        regexp_matches(item.headline, {{ word_pattern('s4_positive_terms') }}, 'i')
-                    )::int - (
-                        regexp_matches(item.headline, {{ word_pattern('s4_negative_terms') }}, 'i')
-                    )::int
+                    -- The market's lexicon: English whole words in any case ('i': no lowered
+                    -- copy of each headline) for us, Chinese terms anywhere for cn.
+                    lambda item: case prices.market
+                        when 'us' then (
+                            regexp_matches(item.headline, {{ word_pattern('s4_positive_terms') }}, 'i')
+                        )::int - (
+                            regexp_matches(item.headline, {{ word_pattern('s4_negative_terms') }}, 'i')
+                        )::int
+                        when 'cn' then (
+                            regexp_matches(item.headline, {{ word_pattern('s4_positive_terms_zh', whole_words=false) }})
+                        )::int - (
+                            regexp_matches(item.headline, {{ word_pattern('s4_negative_terms_zh', whole_words=false) }})
+                        )::int
+                    end
                 )
             ),
             0
@@ -57,8 +66,10 @@ final as (
         decision_date,
         coalesce(close > prior_high_20 and volume_ratio_20d > 1, false) as s1_entry,
         coalesce(close < prior_low_10, false) as s1_exit,
-        coalesce(ma_5 > ma_20, false) as s2_entry,
-        coalesce(ma_5 < ma_20, false) as s2_exit,
+        -- S2 fires on the cross (an event): the 5-session MA is above the 20-session MA on
+        -- the last session and was not above it on the session before; the exit mirrors it.
+        coalesce(ma_5 > ma_20 and not ma_5_previous > ma_20_previous, false) as s2_entry,
+        coalesce(ma_5 < ma_20 and not ma_5_previous < ma_20_previous, false) as s2_exit,
         coalesce(rsi_14 < {{ var('s3_rsi_entry') }} and close > ma_60, false) as s3_entry,
         coalesce(rsi_14 > {{ var('s3_rsi_exit') }} or close < ma_60, false) as s3_exit,
         coalesce(

@@ -8,7 +8,10 @@ final as (
         ticker,
         name as company_name,
         sector,
-        price_limit_pct
+        price_limit_pct,
+        -- Index membership, both ends inclusive; null is open-ended on that side.
+        member_from,
+        member_to
     from source
 )
 
