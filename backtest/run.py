@@ -76,6 +76,7 @@ DECISION_COLUMNS = (
     "attitude",
     "replicate",
     "is_llm",
+    "is_reasoning",
     "market",
     "ticker",
     "decision_date",
@@ -395,19 +396,25 @@ def _arm_rows(market: str, decisions: pd.DataFrame, baselines: Sequence[str]) ->
             attitude=("attitude", "first"),
             replicate=("replicate", "first"),
             is_llm=("is_llm", "first"),
+            is_reasoning=("is_reasoning", "first"),
             view=("view", "first"),
         )
         .reset_index()
     )
     llm["arm_kind"] = np.where(llm["is_llm"].astype(bool), "llm", "reference")
+    # The model's configuration key: the slug's first part (inference.experiments.SLUG_GRAMMAR).
+    # Two configurations of one model id (other sampling, say) are two model keys.
+    llm.insert(2, "model_key", llm["arm"].str.split("__").str[0])
     base = pd.DataFrame(
         {
             "arm": list(baselines),
+            "model_key": list(baselines),
             "model": list(baselines),
             "mode": "baseline",
             "attitude": None,
             "replicate": 0,
             "is_llm": False,
+            "is_reasoning": None,
             "view": None,
             "arm_kind": "baseline",
         }
@@ -732,11 +739,14 @@ ARM_SCHEMA = pa.schema(
     [
         ("arm", pa.string()),
         ("market", pa.string()),
+        ("model_key", pa.string()),  # the model's configuration key (the slug's first part)
         ("model", pa.string()),
         ("mode", pa.string()),
         ("attitude", pa.string()),
         ("replicate", pa.int64()),
         ("is_llm", pa.bool_()),
+        # the arm ran with reasoning on; null for baselines and decisions written before it
+        ("is_reasoning", pa.bool_()),
         ("arm_kind", pa.string()),  # llm | reference (a rule agent in a mode) | baseline
         ("view", pa.string()),  # aware | blind; null for baselines
         ("window_start", pa.date32()),

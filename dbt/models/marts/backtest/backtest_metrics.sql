@@ -96,7 +96,8 @@ decision_stats as (
     group by arm, market, ticker
 ),
 
--- Each model arm with its Free arm (the same kind, model, attitude, replicate, view, market).
+-- Each model arm with its Free arm: the same arm but for the mode (kind, model configuration,
+-- reasoning on/off, attitude, replicate, view), on the same market.
 free_pairs as (
     select arms.arm, arms.market, free.arm as free_arm
     from arms
@@ -104,7 +105,9 @@ free_pairs as (
         on arms.arm_kind != 'baseline'
         and free."mode" = 'free'
         and free.arm_kind = arms.arm_kind
+        and free.model_key is not distinct from arms.model_key
         and free.model = arms.model
+        and free.is_reasoning is not distinct from arms.is_reasoning
         and free.attitude is not distinct from arms.attitude
         and free.replicate = arms.replicate
         and free."view" is not distinct from arms."view"
