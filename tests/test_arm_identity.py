@@ -147,7 +147,7 @@ def test_one_model_with_thinking_on_and_off_runs_through_the_marts(sample_copy, 
         ).fetchall()
     assert {row[0] for row in rows} == arms and {row[5] for row in rows} == {1}
     assert len(rows) == 2 * len(arms)  # one per arm and market
-    for arm, _market, is_reasoning, tax, tax_end, _ in rows:
+    for arm, _market, is_reasoning, tax, _end, _ in rows:
         assert is_reasoning is arm.endswith("__think")
         assert tax is not None  # every arm has a Free arm
         if arm.startswith(f"{model}__free"):
