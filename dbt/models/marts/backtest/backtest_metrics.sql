@@ -233,6 +233,49 @@ final as (
         on combined.arm = alignment.arm
         and combined.market = alignment.market
         and combined.ticker = alignment.ticker
+),
+
+-- Answered decisions inside / outside the model's training window (decision_training_window;
+-- neither count takes a rule agent's or an unknown cutoff's decisions).
+training_window_rows as (
+    select decisions.arm, decisions.market, decisions.ticker, flags.in_training_window
+    from decisions
+    inner join {{ ref('decision_training_window') }} as flags
+        on decisions.arm = flags.arm
+        and decisions.market = flags.market
+        and decisions.ticker = flags.ticker
+        and decisions.decision_date = flags.decision_date
+    where decisions.answered
+),
+
+training_window_stats as (
+    select
+        arm,
+        market,
+        ticker,
+        count(*) filter (where in_training_window) as n_decisions_in_training_window,
+        count(*) filter (where not in_training_window) as n_decisions_out_of_training_window
+    from (
+        select * from training_window_rows
+        union all
+        select arm, market, '__portfolio__' as ticker, in_training_window
+        from training_window_rows
+    )
+    group by arm, market, ticker
+),
+
+with_context as (
+    select
+        final.*,
+        coalesce(training_window_stats.n_decisions_in_training_window, 0)
+            as n_decisions_in_training_window,
+        coalesce(training_window_stats.n_decisions_out_of_training_window, 0)
+            as n_decisions_out_of_training_window
+    from final
+    left join training_window_stats
+        on final.arm = training_window_stats.arm
+        and final.market = training_window_stats.market
+        and final.ticker = training_window_stats.ticker
 )
 
-select * from final
+select * from with_context
