@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from inference.attitudes import get_attitude
 from inference.backends.base import Backend, Response
-from inference.backends.reference import DecisionContext, ReferenceBackend
+from inference.backends.reference import DecisionContext, RandomBackend, ReferenceBackend
 from inference.book import Holding
 from inference.cache import ResponseCache
 from inference.experiments import Arm
@@ -283,6 +283,8 @@ def make_backend(arm: Arm, contexts: Mapping[str, DecisionContext]) -> Backend:
     backend = arm.model.backend
     if backend == "reference":
         return ReferenceBackend(contexts)
+    if backend == "random":
+        return RandomBackend(contexts)
     if backend == "openai":
         from inference.backends.openai_backend import OpenAIBackend
 
@@ -425,7 +427,7 @@ class _Asker:
         if self.backend is not None:
             return self.backend
         arm = items[0].arm
-        if arm.model.backend == "reference":
+        if not arm.model.is_llm:
             contexts = {
                 item.request_hash: DecisionContext(
                     item.snapshot,
@@ -433,6 +435,7 @@ class _Asker:
                     get_attitude(item.arm.attitude),
                     item.arm.replicate,
                     item.holding,
+                    item.arm.slug,
                 )
                 for item in items
             }

@@ -15,7 +15,11 @@ from inference.prompts import MODES
 
 EXPERIMENTS_ENV = "STRAT_LLM_EXPERIMENTS"
 DEFAULT_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "default.yaml"
-BACKENDS = ("openai", "batch-file", "transformers", "reference")
+BACKENDS = ("openai", "batch-file", "transformers", "reference", "random")
+# Agents that are not LLMs: the rule agents (`reference`) and the guardrail's control
+# (`random`: seeded random proposals that the Strict guardrail filters like any agent's).
+RULE_BACKENDS = ("reference", "random")
+CONTROL_BACKEND = "random"
 # What the agent sees of its own book (DESIGN §7): "aware" (the default) is shown its position
 # after the previous session; "blind" is the ablation that sees only the market ("signal quality
 # without state") and whose whole range is one batch.
@@ -32,6 +36,7 @@ _MODEL_FIELDS = {
     "concurrency",
     "timeout_s",
     "path",
+    "modes",
 }
 _SAMPLING = {
     "temperature",
@@ -78,10 +83,16 @@ class ModelConfig:
     concurrency: int = 16
     timeout_s: float = 120.0
     path: str | None = None  # transformers: a local model directory
+    modes: tuple[str, ...] | None = None  # only these modes (None: the experiment's modes)
 
     @property
     def is_llm(self) -> bool:
-        return self.backend != "reference"
+        return self.backend not in RULE_BACKENDS
+
+    @property
+    def is_control(self) -> bool:
+        """The guardrail's control: random proposals, not a strategy of its own."""
+        return self.backend == CONTROL_BACKEND
 
     @property
     def reasoning_switch(self) -> bool:
@@ -130,7 +141,7 @@ class Experiment:
         arms = tuple(
             Arm(model, mode, attitude, replicate, view, reasoning)
             for model in self.models.values()
-            for mode in self.modes
+            for mode in (model.modes or self.modes)
             for attitude in self.attitudes
             for reasoning in model.reasoning
             for view in self.views
@@ -183,6 +194,11 @@ class Experiment:
                 f"arm {slug!r}: model {model_key!r} is not in {self.source} (configured: "
                 f"{', '.join(self.models)}); add it there or pass --base-url to use it as the "
                 "model id of an OpenAI-compatible server"
+            )
+        if model.modes is not None and mode not in model.modes:
+            raise ExperimentError(
+                f"arm {slug!r}: model {model_key!r} runs in mode(s) {', '.join(model.modes)} "
+                f"only ({self.source})"
             )
         if model.reasoning_switch and reasoning is None:
             raise ExperimentError(
@@ -248,6 +264,12 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
     concurrency = raw.get("concurrency", 16)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ExperimentError(f"{where}.concurrency: expected a positive integer")
+    modes = raw.get("modes")
+    if modes is not None:
+        if not isinstance(modes, list) or not modes:
+            raise ExperimentError(f"{where}.modes: expected a non-empty list of modes")
+        for mode in modes:
+            _check_choice(f"{where}.modes", mode, MODES)
     return ModelConfig(
         key=key,
         backend=backend,
@@ -260,6 +282,7 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
         concurrency=concurrency,
         timeout_s=float(raw.get("timeout_s", 120.0)),
         path=raw.get("path"),
+        modes=tuple(modes) if modes is not None else None,
     )
 
 

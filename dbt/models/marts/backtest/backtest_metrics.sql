@@ -264,18 +264,92 @@ training_window_stats as (
     group by arm, market, ticker
 ),
 
+-- Each Strict arm with the guardrail's control: the `random` agent in Strict mode of the same
+-- attitude, replicate and view, on the same market.
+control_pairs as (
+    select arms.arm, arms.market, control.arm as control_arm
+    from arms
+    inner join arms as control
+        on arms."mode" = 'strict'
+        and arms.arm_kind in ('llm', 'reference')
+        and control.arm_kind = 'control'
+        and control."mode" = 'strict'
+        and control.attitude is not distinct from arms.attitude
+        and control.replicate = arms.replicate
+        and control."view" is not distinct from arms."view"
+        and control.market = arms.market
+),
+
+-- Both arms' series on the sessions both were simulated on, with wealth and drawdown of each
+-- over those sessions only.
+control_days as (
+    select
+        pairs.arm,
+        pairs.market,
+        pairs.control_arm,
+        own.ticker,
+        own."date",
+        own.daily_return,
+        control.daily_return as control_daily_return
+    from control_pairs as pairs
+    inner join daily as own
+        on pairs.arm = own.arm and pairs.market = own.market
+    inner join daily as control
+        on pairs.control_arm = control.arm
+        and own.market = control.market
+        and own.ticker = control.ticker
+        and own."date" = control."date"
+),
+
+control_wealth as (
+    select
+        *,
+        {{ wealth('daily_return', 'arm, market, ticker', '"date"') }} as own_wealth,
+        {{ wealth('control_daily_return', 'arm, market, ticker', '"date"') }} as control_wealth
+    from control_days
+),
+
+control_drawdown as (
+    select
+        *,
+        {{ drawdown('own_wealth', 'arm, market, ticker', '"date"') }} as own_drawdown,
+        {{ drawdown('control_wealth', 'arm, market, ticker', '"date"') }} as control_drawdown
+    from control_wealth
+),
+
+control_figures as (
+    select
+        arm,
+        market,
+        ticker,
+        any_value(control_arm) as control_arm,
+        {{ total_return('control_daily_return') }} as control_total_return,
+        min(control_drawdown) as control_max_drawdown,
+        min(own_drawdown) - min(control_drawdown) as drawdown_vs_control
+    from control_drawdown
+    group by arm, market, ticker
+),
+
 with_context as (
     select
         final.*,
         coalesce(training_window_stats.n_decisions_in_training_window, 0)
             as n_decisions_in_training_window,
         coalesce(training_window_stats.n_decisions_out_of_training_window, 0)
-            as n_decisions_out_of_training_window
+            as n_decisions_out_of_training_window,
+        control_figures.control_arm,
+        control_figures.control_total_return,
+        control_figures.control_max_drawdown,
+        control_figures.drawdown_vs_control
     from final
     left join training_window_stats
         on final.arm = training_window_stats.arm
         and final.market = training_window_stats.market
         and final.ticker = training_window_stats.ticker
+    left join control_figures
+        on final.arm = control_figures.arm
+        and final.market = control_figures.market
+        and final.ticker = control_figures.ticker
 )
 
 select * from with_context
