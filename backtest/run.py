@@ -83,6 +83,7 @@ DECISION_COLUMNS = (
     "attitude",
     "replicate",
     "is_llm",
+    "is_reasoning",
     "market",
     "ticker",
     "decision_date",
@@ -93,6 +94,7 @@ DECISION_COLUMNS = (
     "view",
     "request_hash",
     "action",
+    "backend",
     "snapshot_hash",
     "ingest_id",
     "config_hash",
@@ -402,19 +404,31 @@ def _arm_rows(market: str, decisions: pd.DataFrame, baselines: Sequence[str]) ->
             attitude=("attitude", "first"),
             replicate=("replicate", "first"),
             is_llm=("is_llm", "first"),
+            is_reasoning=("is_reasoning", "first"),
             view=("view", "first"),
+            backend=("backend", "first"),
         )
         .reset_index()
     )
-    llm["arm_kind"] = np.where(llm["is_llm"].astype(bool), "llm", "reference")
+    # `random` answers are the guardrail's control (inference.experiments.CONTROL_BACKEND).
+    llm["arm_kind"] = np.where(
+        llm["is_llm"].astype(bool),
+        "llm",
+        np.where(llm.pop("backend") == "random", "control", "reference"),
+    )
+    # The model's configuration key: the slug's first part (inference.experiments.SLUG_GRAMMAR).
+    # Two configurations of one model id (other sampling, say) are two model keys.
+    llm.insert(2, "model_key", llm["arm"].str.split("__").str[0])
     base = pd.DataFrame(
         {
             "arm": list(baselines),
+            "model_key": list(baselines),
             "model": list(baselines),
             "mode": "baseline",
             "attitude": None,
             "replicate": 0,
             "is_llm": False,
+            "is_reasoning": None,
             "view": None,
             "arm_kind": "baseline",
         }
@@ -745,12 +759,17 @@ ARM_SCHEMA = pa.schema(
     [
         ("arm", pa.string()),
         ("market", pa.string()),
+        ("model_key", pa.string()),  # the model's configuration key (the slug's first part)
         ("model", pa.string()),
         ("mode", pa.string()),
         ("attitude", pa.string()),
         ("replicate", pa.int64()),
         ("is_llm", pa.bool_()),
-        ("arm_kind", pa.string()),  # llm | reference (a rule agent in a mode) | baseline
+        # the arm ran with reasoning on; null for baselines and decisions written before it
+        ("is_reasoning", pa.bool_()),
+        # llm | reference (a rule agent in a mode) | control (random through the guardrail)
+        # | baseline
+        ("arm_kind", pa.string()),
         ("view", pa.string()),  # aware | blind; null for baselines
         ("window_start", pa.date32()),
         ("window_end", pa.date32()),

@@ -15,6 +15,7 @@ import duckdb
 KIND_LABELS = {
     "llm": "LLM",
     "reference": "rule agent, NOT an LLM",
+    "control": "random control (guardrail's effect), NOT an LLM",
     "baseline": "baseline, NOT an LLM",
 }
 
@@ -52,7 +53,8 @@ left join (
 ) as sessions using (arm, market)
 where metrics.ticker = '__portfolio__'
 order by metrics.market desc,
-    case metrics.arm_kind when 'llm' then 0 when 'reference' then 1 else 2 end, metrics.arm
+    case metrics.arm_kind when 'llm' then 0 when 'reference' then 1 when 'control' then 2
+        else 3 end, metrics.arm
 """
 
 

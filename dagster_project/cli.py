@@ -183,7 +183,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "date (position-aware arms see their book)"
     )
     for arm in experiment.arms:
-        kind = "an LLM" if arm.model.is_llm else "a reference rule agent, NOT an LLM"
+        kind = (
+            "an LLM"
+            if arm.model.is_llm
+            else "the random control of the Strict guardrail, NOT an LLM"
+            if arm.model.is_control
+            else "a reference rule agent, NOT an LLM"
+        )
         print(f"  {arm.slug}: {kind}, {'position-aware' if arm.position_aware else 'blind'}")
     markets = ingested_markets(layout)
     print(infer([arm.slug for arm in experiment.arms], start, end, {"markets": markets}))

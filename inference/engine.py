@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from inference.attitudes import get_attitude
 from inference.backends.base import Backend, Response
-from inference.backends.reference import DecisionContext, ReferenceBackend
+from inference.backends.reference import DecisionContext, RandomBackend, ReferenceBackend
 from inference.book import Holding
 from inference.cache import ResponseCache
 from inference.experiments import Arm
@@ -86,6 +86,7 @@ LLM_DECISIONS_SCHEMA = pa.schema(
         ("violation", pa.string()),
         ("reasoning", pa.string()),
         ("is_llm", pa.bool_()),
+        ("is_reasoning", pa.bool_()),  # the arm ran with reasoning on (part of the arm)
         # A request that got no answer is neither a decision nor a violation: `no_answer`,
         # with its error class (inference.backends.base.ERROR_CLASSES) and message; action,
         # target and parse status are null, the guardrail not applicable, the book kept.
@@ -188,7 +189,7 @@ def prompt_request(
         prompt_version=rendered.prompt_version,
         replicate=arm.replicate,
         output_format=arm.model.output_format,  # type: ignore[arg-type]
-        reasoning=arm.model.reasoning,
+        reasoning=arm.reasoning,
     )
 
 
@@ -222,7 +223,7 @@ def rule_agent_request(
         prompt_version=PROMPT_VERSION,
         replicate=arm.replicate,
         output_format=arm.model.output_format,  # type: ignore[arg-type]
-        reasoning=arm.model.reasoning,
+        reasoning=arm.reasoning,
     )
 
 
@@ -249,7 +250,7 @@ def request_recipe(arm: Arm, token_budget: int) -> str:
             "view": arm.view,
             "sampling": dict(arm.model.sampling),
             "output_format": arm.model.output_format,
-            "reasoning": arm.model.reasoning,
+            "reasoning": arm.reasoning,
             "prompt_version": PROMPT_VERSION,
             "prompt_fingerprint": prompt_fingerprint(),
             "token_budget": token_budget,
@@ -282,6 +283,8 @@ def make_backend(arm: Arm, contexts: Mapping[str, DecisionContext]) -> Backend:
     backend = arm.model.backend
     if backend == "reference":
         return ReferenceBackend(contexts)
+    if backend == "random":
+        return RandomBackend(contexts)
     if backend == "openai":
         from inference.backends.openai_backend import OpenAIBackend
 
@@ -368,6 +371,7 @@ def decision_row(
         "violation": getattr(guarded, "violation", None),
         "reasoning": response.reasoning,
         "is_llm": arm.model.is_llm,
+        "is_reasoning": arm.reasoning,
         "answer_status": "answered" if answered else "no_answer",
         "error_class": None if answered else (response.error_class or "internal"),
         "error": response.error,
@@ -423,7 +427,7 @@ class _Asker:
         if self.backend is not None:
             return self.backend
         arm = items[0].arm
-        if arm.model.backend == "reference":
+        if not arm.model.is_llm:
             contexts = {
                 item.request_hash: DecisionContext(
                     item.snapshot,
@@ -431,6 +435,7 @@ class _Asker:
                     get_attitude(item.arm.attitude),
                     item.arm.replicate,
                     item.holding,
+                    item.arm.slug,
                 )
                 for item in items
             }

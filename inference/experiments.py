@@ -15,7 +15,11 @@ from inference.prompts import MODES
 
 EXPERIMENTS_ENV = "STRAT_LLM_EXPERIMENTS"
 DEFAULT_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "default.yaml"
-BACKENDS = ("openai", "batch-file", "transformers", "reference")
+BACKENDS = ("openai", "batch-file", "transformers", "reference", "random")
+# Agents that are not LLMs: the rule agents (`reference`) and the guardrail's control
+# (`random`: seeded random proposals that the Strict guardrail filters like any agent's).
+RULE_BACKENDS = ("reference", "random")
+CONTROL_BACKEND = "random"
 # What the agent sees of its own book (DESIGN §7): "aware" (the default) is shown its position
 # after the previous session; "blind" is the ablation that sees only the market ("signal quality
 # without state") and whose whole range is one batch.
@@ -32,6 +36,7 @@ _MODEL_FIELDS = {
     "concurrency",
     "timeout_s",
     "path",
+    "modes",
 }
 _SAMPLING = {
     "temperature",
@@ -46,7 +51,12 @@ _SAMPLING = {
 }
 
 
-SLUG_GRAMMAR = "<model>__<mode>[__<attitude>][__blind][__r<replicate>]"
+SLUG_GRAMMAR = "<model>__<mode>[__<attitude>][__think|__nothink][__blind][__r<replicate>]"
+# Reasoning on/off is part of an arm. The slug names it only for a model configured to run both
+# ways (`reasoning: [true, false]`, a switch): a model run one way keeps the slug it always had,
+# its setting recorded in the rows (is_reasoning) and in the configuration hash.
+THINK, NO_THINK = "think", "nothink"
+REASONING_PARTS = {THINK: True, NO_THINK: False}
 # A model key is a real model id: `org/name`, dots, dashes, colons (`qwen3:8b`) and the like.
 # It becomes one folder name through ingest.layout.arm_component, so the slash is safe there;
 # refused are what reads as a path of its own (`..`, an empty or absolute segment, `\`),
@@ -66,15 +76,28 @@ class ModelConfig:
     base_urls: tuple[str, ...] = ()
     api_key_env: str | None = "OPENAI_API_KEY"
     sampling: tuple[tuple[str, Any], ...] = ()
-    reasoning: bool = False
+    # The reasoning settings its arms run with: (False,), (True,), or both (a switch: each arm
+    # runs once with reasoning on and once off, and the slug says which).
+    reasoning: tuple[bool, ...] = (False,)
     output_format: str = "json_schema"
     concurrency: int = 16
     timeout_s: float = 120.0
     path: str | None = None  # transformers: a local model directory
+    modes: tuple[str, ...] | None = None  # only these modes (None: the experiment's modes)
 
     @property
     def is_llm(self) -> bool:
-        return self.backend != "reference"
+        return self.backend not in RULE_BACKENDS
+
+    @property
+    def is_control(self) -> bool:
+        """The guardrail's control: random proposals, not a strategy of its own."""
+        return self.backend == CONTROL_BACKEND
+
+    @property
+    def reasoning_switch(self) -> bool:
+        """The model's arms run with reasoning on and off: their slugs name which."""
+        return len(self.reasoning) > 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,7 @@ class Arm:
     attitude: str | None = None
     replicate: int = 0
     view: str = "aware"
+    reasoning: bool = False  # the arm asks for a reasoning trace (thinking on)
 
     @property
     def position_aware(self) -> bool:
@@ -94,6 +118,8 @@ class Arm:
         parts = [self.model.key, self.mode]
         if self.attitude:
             parts.append(self.attitude)
+        if self.model.reasoning_switch:
+            parts.append(THINK if self.reasoning else NO_THINK)
         if self.view == BLIND:
             parts.append(BLIND)
         if self.replicate:
@@ -113,10 +139,11 @@ class Experiment:
 
     def __post_init__(self) -> None:
         arms = tuple(
-            Arm(model, mode, attitude, replicate, view)
+            Arm(model, mode, attitude, replicate, view, reasoning)
             for model in self.models.values()
-            for mode in self.modes
+            for mode in (model.modes or self.modes)
             for attitude in self.attitudes
+            for reasoning in model.reasoning
             for view in self.views
             for replicate in range(self.replicates)
         )
@@ -135,6 +162,9 @@ class Experiment:
         view = "aware"
         if rest and rest[-1] == BLIND:
             view = rest.pop()
+        reasoning: bool | None = None  # None: the slug names no reasoning setting
+        if rest and rest[-1] in REASONING_PARTS:
+            reasoning = REASONING_PARTS[rest.pop()]
         attitude = rest.pop(0) if rest else None
         if rest:
             raise ExperimentError(f"arm {slug!r}: unexpected part(s) {'__'.join(rest)}")
@@ -150,7 +180,12 @@ class Experiment:
                 base_urls=(base_url,),
                 api_key_env=model.api_key_env if model else "OPENAI_API_KEY",
                 sampling=model.sampling if model else (("temperature", 0.0),),
-                reasoning=model.reasoning if model else False,
+                # An unconfigured model runs as the slug says: a reasoning part is a switch.
+                reasoning=model.reasoning
+                if model
+                else (True, False)
+                if reasoning is not None
+                else (False,),
                 output_format=model.output_format if model else "json_schema",
                 concurrency=model.concurrency if model else 16,
             )
@@ -160,7 +195,25 @@ class Experiment:
                 f"{', '.join(self.models)}); add it there or pass --base-url to use it as the "
                 "model id of an OpenAI-compatible server"
             )
-        return Arm(model, mode, attitude, replicate, view)
+        if model.modes is not None and mode not in model.modes:
+            raise ExperimentError(
+                f"arm {slug!r}: model {model_key!r} runs in mode(s) {', '.join(model.modes)} "
+                f"only ({self.source})"
+            )
+        if model.reasoning_switch and reasoning is None:
+            raise ExperimentError(
+                f"arm {slug!r}: model {model_key!r} runs with reasoning on and off; name which "
+                f"with __{THINK} or __{NO_THINK} after the attitude ({SLUG_GRAMMAR})"
+            )
+        if not model.reasoning_switch and reasoning is not None:
+            setting = "on" if model.reasoning[0] else "off"
+            raise ExperimentError(
+                f"arm {slug!r}: model {model_key!r} runs with reasoning {setting} only, so its "
+                f"slugs name no reasoning part; drop the __{THINK}/__{NO_THINK} part or configure "
+                "reasoning: [true, false]"
+            )
+        chosen = model.reasoning[0] if reasoning is None else reasoning
+        return Arm(model, mode, attitude, replicate, view, chosen)
 
 
 def check_model_key(key: str, where: str) -> None:
@@ -211,6 +264,12 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
     concurrency = raw.get("concurrency", 16)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ExperimentError(f"{where}.concurrency: expected a positive integer")
+    modes = raw.get("modes")
+    if modes is not None:
+        if not isinstance(modes, list) or not modes:
+            raise ExperimentError(f"{where}.modes: expected a non-empty list of modes")
+        for mode in modes:
+            _check_choice(f"{where}.modes", mode, MODES)
     return ModelConfig(
         key=key,
         backend=backend,
@@ -218,12 +277,24 @@ def _model(source: str, key: str, raw: Any) -> ModelConfig:
         base_urls=tuple(str(url) for url in base_urls),
         api_key_env=raw.get("api_key_env", "OPENAI_API_KEY"),
         sampling=tuple(sorted(sampling.items())),
-        reasoning=bool(raw.get("reasoning", False)),
+        reasoning=_reasoning(where, raw.get("reasoning", False)),
         output_format=output_format,
         concurrency=concurrency,
         timeout_s=float(raw.get("timeout_s", 120.0)),
         path=raw.get("path"),
+        modes=tuple(modes) if modes is not None else None,
     )
+
+
+def _reasoning(where: str, value: Any) -> tuple[bool, ...]:
+    """`reasoning: false | true | [true, false]`: the settings the model's arms run with."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, bool) for v in values) or len(set(values)) < len(values):
+        raise ExperimentError(
+            f"{where}.reasoning: expected true, false or [true, false] (both: each arm runs "
+            f"with reasoning on and off), got {value!r}"
+        )
+    return tuple(values)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

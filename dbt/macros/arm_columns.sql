@@ -5,5 +5,6 @@
     {{ alias }}.attitude,
     {{ alias }}.replicate,
     {{ alias }}.is_llm,
-    {{ alias }}.arm_kind
+    {{ alias }}.arm_kind,
+    {{ alias }}.is_reasoning
 {% endmacro %}

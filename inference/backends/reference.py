@@ -5,6 +5,11 @@ guardrail. A position-aware agent also reads its book (`holding`): it leaves a p
 when the change it would make is small, sells only what it holds and follows the attitude's
 stop-loss; a blind one (holding None) answers from the snapshot alone. Confidence carries a
 small jitter seeded by (replicate, market, ticker, date) so replicates differ reproducibly.
+
+The `random` agent is the guardrail's control, NOT an LLM and no strategy: each day it proposes
+a random action, target and cited rule, seeded by (arm, market, ticker, date) so reruns agree.
+Run in Strict mode, only the proposals the guardrail lets through trade, so its results are
+what the filter alone does to random decisions.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from inference.requests import ChatRequest
 from inference.strategies import RULE_IDS
 
 NAME = "reference"
+RANDOM_NAME = "random"
+ACTIONS = ("buy", "sell", "hold")
+_REFERENCE_TAG = "[reference rule agent, not an LLM]"
+_RANDOM_TAG = "[random control, not an LLM]"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class DecisionContext:
     attitude: Attitude | None
     replicate: int = 0
     holding: Holding | None = None  # the book after the previous session (aware agents only)
+    arm: str = ""  # the arm's slug: what seeds the random agent
 
 
 def _jitter(context: DecisionContext) -> float:
@@ -46,13 +56,20 @@ def _firing(signals: Mapping[str, bool], side: str) -> list[str]:
     return [rule for rule in RULE_IDS if signals.get(f"{rule.lower()}_{side}")]
 
 
-def _answer(action: str, exposure: float, confidence: float, rule: str | None, reason: str):
+def _answer(
+    action: str,
+    exposure: float,
+    confidence: float,
+    rule: str | None,
+    reason: str,
+    tag: str = _REFERENCE_TAG,
+):
     return {
         "action": action,
         "target_exposure": round(min(max(exposure, 0.0), 1.0), 4),
         "confidence": round(min(max(confidence, 0.0), 1.0), 4),
         "rule": rule,
-        "reason": f"[reference rule agent, not an LLM] {reason}",
+        "reason": f"{tag} {reason}",
     }
 
 
@@ -126,8 +143,30 @@ def _ruled(
     return _answer("hold", 0.0, 0.5 + jitter, None, "no rule fires")
 
 
+def decide_random(context: DecisionContext) -> dict[str, Any]:
+    """A random proposal: action, target (up to the attitude's ceiling) and a cited rule, drawn
+    from a hash of (arm, market, ticker, date). Position-aware: with nothing held it does not
+    propose a sale."""
+    s = context.snapshot
+    key = f"{context.arm}|{s['market']}|{s['ticker']}|{s['decision_date']}"
+    draw = hashlib.sha256(key.encode()).digest()
+    ceiling = context.attitude.max_exposure if context.attitude else 1.0
+    holding = context.holding
+    actions = ("buy", "hold") if holding is not None and not holding.held else ACTIONS
+    action = actions[draw[0] % len(actions)]
+    target = {"buy": ceiling * (1 + draw[1]) / 256, "sell": ceiling * draw[1] / 256}.get(
+        action, holding.exposure if holding is not None else 0.0
+    )
+    rule = RULE_IDS[draw[2] % len(RULE_IDS)] if action != "hold" else None
+    reason = f"random proposal {draw[:4].hex()}"
+    return _answer(action, target, draw[3] / 255, rule, reason, _RANDOM_TAG)
+
+
 class ReferenceBackend:
+    """The rule agents' backend; `RandomBackend` the control's."""
+
     name = NAME
+    policy = staticmethod(decide)
 
     def __init__(self, contexts: Mapping[str, DecisionContext]) -> None:
         self._contexts = contexts
@@ -138,11 +177,16 @@ class ReferenceBackend:
             if context is None:
                 yield Response(
                     request.hash,
-                    NAME,
+                    self.name,
                     None,
                     error="no decision context for request",
                     error_class="no_context",
                 )
                 continue
-            text = json.dumps(decide(context))
-            yield Response(request.hash, NAME, text, latency_ms=0.0, finish_reason="stop")
+            text = json.dumps(self.policy(context))
+            yield Response(request.hash, self.name, text, latency_ms=0.0, finish_reason="stop")
+
+
+class RandomBackend(ReferenceBackend):
+    name = RANDOM_NAME
+    policy = staticmethod(decide_random)

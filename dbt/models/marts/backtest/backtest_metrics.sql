@@ -96,7 +96,8 @@ decision_stats as (
     group by arm, market, ticker
 ),
 
--- Each model arm with its Free arm (the same kind, model, attitude, replicate, view, market).
+-- Each model arm with its Free arm: the same arm but for the mode (kind, model configuration,
+-- reasoning on/off, attitude, replicate, view), on the same market.
 free_pairs as (
     select arms.arm, arms.market, free.arm as free_arm
     from arms
@@ -104,7 +105,9 @@ free_pairs as (
         on arms.arm_kind != 'baseline'
         and free."mode" = 'free'
         and free.arm_kind = arms.arm_kind
+        and free.model_key is not distinct from arms.model_key
         and free.model = arms.model
+        and free.is_reasoning is not distinct from arms.is_reasoning
         and free.attitude is not distinct from arms.attitude
         and free.replicate = arms.replicate
         and free."view" is not distinct from arms."view"
@@ -230,6 +233,123 @@ final as (
         on combined.arm = alignment.arm
         and combined.market = alignment.market
         and combined.ticker = alignment.ticker
+),
+
+-- Answered decisions inside / outside the model's training window (decision_training_window;
+-- neither count takes a rule agent's or an unknown cutoff's decisions).
+training_window_rows as (
+    select decisions.arm, decisions.market, decisions.ticker, flags.in_training_window
+    from decisions
+    inner join {{ ref('decision_training_window') }} as flags
+        on decisions.arm = flags.arm
+        and decisions.market = flags.market
+        and decisions.ticker = flags.ticker
+        and decisions.decision_date = flags.decision_date
+    where decisions.answered
+),
+
+training_window_stats as (
+    select
+        arm,
+        market,
+        ticker,
+        count(*) filter (where in_training_window) as n_decisions_in_training_window,
+        count(*) filter (where not in_training_window) as n_decisions_out_of_training_window
+    from (
+        select * from training_window_rows
+        union all
+        select arm, market, '__portfolio__' as ticker, in_training_window
+        from training_window_rows
+    )
+    group by arm, market, ticker
+),
+
+-- Each Strict arm with the guardrail's control: the `random` agent in Strict mode of the same
+-- attitude, replicate and view, on the same market.
+control_pairs as (
+    select arms.arm, arms.market, control.arm as control_arm
+    from arms
+    inner join arms as control
+        on arms."mode" = 'strict'
+        and arms.arm_kind in ('llm', 'reference')
+        and control.arm_kind = 'control'
+        and control."mode" = 'strict'
+        and control.attitude is not distinct from arms.attitude
+        and control.replicate = arms.replicate
+        and control."view" is not distinct from arms."view"
+        and control.market = arms.market
+),
+
+-- Both arms' series on the sessions both were simulated on, with wealth and drawdown of each
+-- over those sessions only.
+control_days as (
+    select
+        pairs.arm,
+        pairs.market,
+        pairs.control_arm,
+        own.ticker,
+        own."date",
+        own.daily_return,
+        control.daily_return as control_daily_return
+    from control_pairs as pairs
+    inner join daily as own
+        on pairs.arm = own.arm and pairs.market = own.market
+    inner join daily as control
+        on pairs.control_arm = control.arm
+        and own.market = control.market
+        and own.ticker = control.ticker
+        and own."date" = control."date"
+),
+
+control_wealth as (
+    select
+        *,
+        {{ wealth('daily_return', 'arm, market, ticker', '"date"') }} as own_wealth,
+        {{ wealth('control_daily_return', 'arm, market, ticker', '"date"') }} as control_wealth
+    from control_days
+),
+
+control_drawdown as (
+    select
+        *,
+        {{ drawdown('own_wealth', 'arm, market, ticker', '"date"') }} as own_drawdown,
+        {{ drawdown('control_wealth', 'arm, market, ticker', '"date"') }} as control_drawdown
+    from control_wealth
+),
+
+control_figures as (
+    select
+        arm,
+        market,
+        ticker,
+        any_value(control_arm) as control_arm,
+        {{ total_return('control_daily_return') }} as control_total_return,
+        min(control_drawdown) as control_max_drawdown,
+        min(own_drawdown) - min(control_drawdown) as drawdown_vs_control
+    from control_drawdown
+    group by arm, market, ticker
+),
+
+with_context as (
+    select
+        final.*,
+        coalesce(training_window_stats.n_decisions_in_training_window, 0)
+            as n_decisions_in_training_window,
+        coalesce(training_window_stats.n_decisions_out_of_training_window, 0)
+            as n_decisions_out_of_training_window,
+        control_figures.control_arm,
+        control_figures.control_total_return,
+        control_figures.control_max_drawdown,
+        control_figures.drawdown_vs_control
+    from final
+    left join training_window_stats
+        on final.arm = training_window_stats.arm
+        and final.market = training_window_stats.market
+        and final.ticker = training_window_stats.ticker
+    left join control_figures
+        on final.arm = control_figures.arm
+        and final.market = control_figures.market
+        and final.ticker = control_figures.ticker
 )
 
-select * from final
+select * from with_context

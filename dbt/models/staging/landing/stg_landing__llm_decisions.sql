@@ -24,6 +24,7 @@ final as (
         book_date,
         book_hash,
         is_llm,
+        is_reasoning,
         answer_status,
         error_class,
         snapshot_hash,
