@@ -2,7 +2,8 @@
 
 The prompt of decision date D shows an arm's book after the previous session; the book after
 session D is the book after D-1 stepped through D's decisions by `simulate`, the same compiled
-step the backtest runs over a whole range, started from the state the previous book stored.
+step the backtest runs over a whole range (with the same corporate actions on their ex-dates
+and the same risk-free interest on idle cash), started from the state the previous book stored.
 So a backtest of the arm over its decision span reproduces the book row for row.
 
 `BookKeeper` is what the orchestrator hands inference (`inference.engine.BookSource`): it
@@ -30,8 +31,10 @@ import pyarrow.parquet as pq
 from backtest.run import (
     LastFills,
     SeriesLabels,
+    corporate_actions,
     market_rules,
     pivot,
+    risk_free_returns,
     sleeve_table,
     ticker_rules,
 )
@@ -52,6 +55,9 @@ class _MarketBars:
     close: np.ndarray
     rules: SeriesRules
     after_membership: np.ndarray  # (tickers, axis): past member_to, sold as the backtest does
+    split_ratio: np.ndarray  # like open_: corporate actions on their ex-date session
+    cash_dividend: np.ndarray
+    risk_free: np.ndarray  # (n_sessions,): each session's risk-free return
 
     def position(self, day: date) -> int | None:
         found = self.axis.get_indexer([pd.Timestamp(day)])[0]
@@ -122,6 +128,8 @@ class BookKeeper:
                 pivot(prices, "close", "date", tickers, axis),
                 SeriesRules.stack([by_ticker[ticker] for ticker in tickers]),
                 membership(universe, tickers, axis)[1],
+                *corporate_actions(layout, market, tickers, axis),
+                risk_free_returns(layout.warehouse, market, axis),
             )
         self._sleeves: dict[tuple[str, str], _Sleeves] = {}
         self.written: list[Path] = []
@@ -216,6 +224,9 @@ class BookKeeper:
             bars.close[:, window],
             bars.rules,
             state=sleeves.state,
+            split_ratio=bars.split_ratio[:, window],
+            cash_dividend=bars.cash_dividend[:, window],
+            risk_free=np.broadcast_to(bars.risk_free[window], (len(bars.tickers), 1)),
         )
         n = len(bars.tickers)
         labels = SeriesLabels(

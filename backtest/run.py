@@ -30,6 +30,13 @@ Windows, per market, on the sessions with price bars:
 Arms that share a window are simulated together. A decision dated after the last bar (the
 live-forward decision for a session that has not traded yet) cannot be filled and is counted as
 untradable. Prices are the raw (unadjusted) bars: fills happen at the prices that were quoted.
+
+Returns are total returns: the market's `corporate_actions` (raw/<m>/corporate_actions.parquet,
+optional: absent or empty is no event) enter the simulation on their ex-date session (an
+ex-date that is no session takes effect at the next one): splits and bonus shares scale the
+shares, cash dividends are credited (`backtest.simulation`). Idle cash earns each session's
+`risk_free_return` of the warehouse's `int_risk_free_daily` (the market's daily series or its
+constant rate).
 """
 
 from __future__ import annotations
@@ -192,6 +199,9 @@ class MarketData:
     close: np.ndarray
     rules: list[TradingRules]
     prior_close: np.ndarray  # each ticker's last close before the window (the first limit's)
+    split_ratio: np.ndarray  # like open_: the split on its ex-date session, 1 elsewhere
+    cash_dividend: np.ndarray  # like open_: the dividend per share on its ex-date, 0 elsewhere
+    risk_free: np.ndarray  # (n_sessions,): each session's risk-free return
 
     @property
     def has_bar(self) -> np.ndarray:
@@ -226,6 +236,9 @@ class MarketData:
             self.close[tickers][:, sessions],
             [rule for rule, kept in zip(self.rules, tickers, strict=True) if kept],
             prior_close[tickers],
+            self.split_ratio[tickers][:, sessions],
+            self.cash_dividend[tickers][:, sessions],
+            self.risk_free[sessions],
         )
 
 
@@ -314,6 +327,82 @@ def ticker_rules(
     return out
 
 
+def corporate_actions(
+    layout: DataLayout,
+    market: str,
+    tickers: pd.Index,
+    sessions: pd.DatetimeIndex,
+    after: pd.Timestamp | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The market's corporate actions on (tickers, sessions): split ratios (1 where none) and
+    cash dividends per share before the event (0 where none), each on its ex-date session.
+
+    An ex-date that is no session takes effect at the next session; events dated on or before
+    `after` (the last session before `sessions`; default: before the first session) or after
+    the last session are outside. The raw file is optional (absent or empty: no events)."""
+    split = np.ones((len(tickers), len(sessions)))
+    dividend = np.zeros((len(tickers), len(sessions)))
+    path = layout.raw_file(market, "corporate_actions")
+    if not path.is_file() or len(sessions) == 0:
+        return split, dividend
+    events = pd.read_parquet(path, columns=["ticker", "ex_date", "split_ratio", "cash_dividend"])
+    events["ex_date"] = pd.to_datetime(events["ex_date"])
+    events["split_ratio"] = events["split_ratio"].astype("float64").fillna(1.0)
+    events["cash_dividend"] = events["cash_dividend"].astype("float64").fillna(0.0)
+    first = sessions[0] if after is None else after + pd.Timedelta(days=1)
+    events = events[
+        (events["ex_date"] >= first)
+        & (events["ex_date"] <= sessions[-1])
+        & events["ticker"].isin(tickers)
+    ]
+    rows = tickers.get_indexer(events["ticker"])
+    cols = sessions.searchsorted(events["ex_date"])
+    keys = pd.Series(list(zip(rows, cols, strict=True)), dtype=object)
+    if keys.duplicated().any():
+        clash = _named_events(events[keys.duplicated(keep=False).to_numpy()])
+        raise BacktestError(f"{path}: several corporate actions on one session: {clash}")
+    bad = (events["split_ratio"] <= 0) | (events["cash_dividend"] < 0)
+    if bad.any():
+        raise BacktestError(
+            f"{path}: split_ratio must be positive and cash_dividend not negative: "
+            + _named_events(events[bad])
+        )
+    split[rows, cols] = events["split_ratio"].to_numpy()
+    dividend[rows, cols] = events["cash_dividend"].to_numpy()
+    return split, dividend
+
+
+def _named_events(events: pd.DataFrame) -> str:
+    pairs = zip(events["ticker"], events["ex_date"], strict=True)
+    return ", ".join(f"{ticker} {day.date()}" for ticker, day in pairs)
+
+
+def risk_free_returns(warehouse: Path, market: str, sessions: pd.DatetimeIndex) -> np.ndarray:
+    """Each session's risk-free return (`int_risk_free_daily`), which idle cash earns."""
+    if len(sessions) == 0:
+        return np.zeros(0)
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as connection:
+            frame = connection.execute(
+                'select "date", risk_free_return from int_risk_free_daily '
+                'where market = ? and "date" between ? and ?',
+                [market, sessions[0].date(), sessions[-1].date()],
+            ).df()
+    except duckdb.CatalogException as error:
+        raise BacktestError(
+            f"{warehouse}: no int_risk_free_daily; build the warehouse (strat-llm build)"
+        ) from error
+    rates = frame.set_index(pd.to_datetime(frame["date"]))["risk_free_return"]
+    rates = rates.reindex(sessions)
+    if rates.isna().any():
+        missing = ", ".join(str(day.date()) for day in rates.index[rates.isna()][:5])
+        raise BacktestError(
+            f"{market}: int_risk_free_daily has no risk-free return on {missing}; "
+            "build the warehouse over the price sessions"
+        )
+    return rates.to_numpy(dtype=np.float64)
+
+
 def load_market(
     layout: DataLayout, market: str, start: date, end: date, rules_row: dict, capital: float
 ) -> MarketData:
@@ -330,6 +419,7 @@ def load_market(
     sessions = pd.DatetimeIndex(sorted(prices["date"].unique()))
     tickers = pd.Index(sorted(prices["ticker"].unique()))
     prior_close = earlier.groupby("ticker")["close"].last().reindex(tickers)
+    last_before = earlier["date"].max() if len(earlier) else None
     return MarketData(
         market,
         sessions,
@@ -338,6 +428,8 @@ def load_market(
         pivot(prices, "close", "date", tickers, sessions),
         [rules[ticker] for ticker in tickers],
         prior_close.to_numpy(dtype=np.float64),
+        *corporate_actions(layout, market, tickers, sessions, last_before),
+        risk_free_returns(layout.warehouse, market, sessions),
     )
 
 
@@ -458,6 +550,9 @@ def simulate_window(data: MarketData, targets: np.ndarray, fill_at: str) -> Simu
         np.tile(data.close, (copies, 1)),
         rules,
         state=opening,
+        split_ratio=np.tile(data.split_ratio, (copies, 1)),
+        cash_dividend=np.tile(data.cash_dividend, (copies, 1)),
+        risk_free=np.tile(data.risk_free, (len(targets), 1)),
     )
 
 

@@ -31,6 +31,16 @@ Conventions (what `backtest_daily` and `backtest_trades` rely on):
   shares bought this session and every sell is capped at the rest. With one fill per session,
   at the open, the cap never binds (nothing has been bought yet when the session's only order is
   placed); it binds when `execute_at_open` is called twice in one session.
+- Before the open's order, at the start of each session: the cash held at the last close
+  earns the session's risk-free return (`risk_free`, the market's daily rate; `interest`).
+  Then, on a corporate action's ex-date: cash += shares x cash_dividend (the shares before the
+  event), shares x= split_ratio (a CN odd lot that results stays and can be sold; a fraction
+  of a share is paid in cash at the ex-reference price), and the last close becomes the
+  ex-reference price (last close - dividend) / split_ratio: the price limit's base and the
+  mark of a session without a bar, so a split is no loss and the equity is a total return.
+  The cost basis keeps the cash paid for a split (the entry price per share falls with it)
+  and falls by the dividend's share of the last close, (last close - dividend) / last close,
+  as back-adjusted prices do; `dividend_cash` is the cash the event credited.
 - Marks at the close: position value = shares x close (the last close when the session has no
   bar), equity = cash + position value, exposure = position value / equity,
   daily_return = equity_t / equity_{t-1} - 1 with equity_{-1} = initial capital (the state's
@@ -258,6 +268,8 @@ class SimulationResult:
     held_sessions: np.ndarray  # closes the position has been held at; 0 when flat
     unrealized_return: np.ndarray  # position_value / cost_basis - 1; NaN when flat
     order_status: np.ndarray  # int8 code into ORDER_STATUSES
+    dividend_cash: np.ndarray  # cash dividends (and cash in lieu of split fractions) credited
+    interest: np.ndarray  # risk-free interest credited on the cash held at the last close
     final_state: InitVar[SleeveState | None] = None
 
     def __post_init__(self, final_state: SleeveState | None) -> None:
@@ -457,6 +469,35 @@ def _sell(
     return -shares, price, commission + stamp_duty, cash + proceeds, _ORDER_FILLED
 
 
+@numba.njit(inline="always", **_JIT_OPTIONS)
+def _corporate_action(
+    cash: float,
+    shares: float,
+    last_close: float,
+    cost_basis: float,
+    split_ratio: float,
+    cash_dividend: float,
+) -> tuple[float, float, float, float, float]:
+    """An ex-date at the start of its session, before the open's order (module doc):
+    (cash, shares, last close, cost basis, cash received), as `simulate_one_series` does it."""
+    if split_ratio == 1.0 and cash_dividend == 0.0:
+        return cash, shares, last_close, cost_basis, 0.0
+    received = shares * cash_dividend
+    # The ex-reference price: what the last close is worth after the event (the price limit's
+    # base, the mark of a session without a bar).
+    reference = (last_close - cash_dividend) / split_ratio
+    if shares > 0.0:
+        if last_close > cash_dividend:  # the dividend lowers the entry price like the price
+            cost_basis = cost_basis * ((last_close - cash_dividend) / last_close)
+        else:
+            cost_basis = max(cost_basis - received, 0.0)
+    after = shares * split_ratio
+    whole = np.floor(after + 1e-9)  # a fraction of a share is paid in cash at the reference
+    if whole < after:
+        received += (after - whole) * reference
+    return cash + received, whole, reference, cost_basis, received
+
+
 @_kernel
 def _orders_at_open(
     book_cash: np.ndarray,
@@ -524,6 +565,9 @@ def _simulate_kernel(
     open_: np.ndarray,
     close: np.ndarray,
     prev_close: np.ndarray,
+    split_ratio: np.ndarray,
+    cash_dividend: np.ndarray,
+    risk_free: np.ndarray,
     rates: np.ndarray,
     state: np.ndarray,
     shares_out: np.ndarray,
@@ -541,6 +585,8 @@ def _simulate_kernel(
     held_out: np.ndarray,
     unrealized_out: np.ndarray,
     status_out: np.ndarray,
+    dividend_out: np.ndarray,
+    interest_out: np.ndarray,
 ) -> None:
     """The per-session state machine of `simulate_one_series`, for every series in turn.
 
@@ -554,11 +600,19 @@ def _simulate_kernel(
     """
     n_series, n_sessions = target.shape
     given_prev_close = prev_close.shape[0] > 0
+    given_events, given_risk_free = split_ratio.shape[0] > 0, risk_free.shape[0] > 0
     for s in range(n_series):
         cash, shares = state[_CASH, s], state[_SHARES, s]
         last_close, previous_equity = state[_LAST_CLOSE, s], state[_EQUITY, s]
         cost_basis, held = state[_COST_BASIS, s], state[_HELD, s]
         for t in range(n_sessions):
+            interest = cash * risk_free[s, t] if given_risk_free else 0.0
+            cash += interest
+            received = 0.0
+            if given_events:
+                cash, shares, last_close, cost_basis, received = _corporate_action(
+                    cash, shares, last_close, cost_basis, split_ratio[s, t], cash_dividend[s, t]
+                )
             reference = prev_close[s, t] if given_prev_close else last_close
             traded, fill, fee, cash, status = _order(
                 cash, shares, 0.0, target[s, t], open_[s, t], reference, rates, s
@@ -589,6 +643,8 @@ def _simulate_kernel(
             held_out[s, t] = held
             unrealized_out[s, t] = value / cost_basis - 1.0 if shares > 0 else math.nan
             status_out[s, t] = status
+            dividend_out[s, t] = received
+            interest_out[s, t] = interest
             previous_equity = equity
         state[_CASH, s], state[_SHARES, s] = cash, shares
         state[_LAST_CLOSE, s], state[_EQUITY, s] = last_close, previous_equity
@@ -648,6 +704,42 @@ def _validate(
         raise ValueError("simulate: initial_capital must be positive and lot_size at least 1")
 
 
+def _session_inputs(
+    shape: tuple[int, ...],
+    split_ratio: np.ndarray | None,
+    cash_dividend: np.ndarray | None,
+    risk_free: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The corporate actions and risk-free returns as the kernel takes them, checked: (0, 0)
+    where not given (the kernel then skips the step)."""
+    none = np.empty((0, 0))
+    if (split_ratio is None) != (cash_dividend is None):
+        raise ValueError("simulate: split_ratio and cash_dividend are given together or not")
+    out = []
+    for name, values in (
+        ("split_ratio", split_ratio),
+        ("cash_dividend", cash_dividend),
+        ("risk_free", risk_free),
+    ):
+        if values is None:
+            out.append(none)
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != shape:
+            raise ValueError(f"simulate: {name} is {values.shape}, the prices {shape}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"simulate: {name} must be finite (1, 0 or 0 where none)")
+        out.append(values)
+    split_ratio, cash_dividend, risk_free = out
+    if (split_ratio <= 0).any():
+        raise ValueError("simulate: split_ratio must be positive (shares after per share before)")
+    if (cash_dividend < 0).any():
+        raise ValueError("simulate: cash_dividend must not be negative")
+    if (risk_free <= -1).any():
+        raise ValueError("simulate: a risk-free return must be above -1")
+    return split_ratio, cash_dividend, risk_free
+
+
 def _state_matrix(state: SleeveState, n_series: int) -> np.ndarray:
     """The state as the kernel's (6, n_series) in/out matrix (a copy: `state` stays as it is)."""
     columns = state.to_columns()
@@ -671,20 +763,31 @@ def simulate(
     rules: SeriesRules,
     prev_close: np.ndarray | None = None,
     state: SleeveState | None = None,
+    *,
+    split_ratio: np.ndarray | None = None,
+    cash_dividend: np.ndarray | None = None,
+    risk_free: np.ndarray | None = None,
 ) -> SimulationResult:
     """Simulate every series at once; arrays are (n_series, n_sessions).
 
     `prev_close` (same shape) is the close the price limits refer to; by default the series'
-    last close before each session, i.e. none on its first bar. `state` is where each series
-    stands before the first session (default `SleeveState.opening(rules)`); the result's
-    `final_state` is where it stands after the last, the `state` of a call for the sessions
-    that follow. Inputs are read in place in either layout (each layout compiles once); the
+    last close before each session, i.e. none on its first bar (a given `prev_close` is taken
+    as it is: on an ex-date it must be the ex-reference price). `split_ratio` and
+    `cash_dividend` (same shape, given together; default none) are the corporate actions whose
+    ex-date each session is: 1 and 0 where none. `risk_free` (same shape; default 0) is each
+    session's risk-free return, credited on the cash held at the last close. `state` is where
+    each series stands before the first session (default `SleeveState.opening(rules)`); the
+    result's `final_state` is where it stands after the last, the `state` of a call for the
+    sessions that follow. Inputs are read in place in either layout (each layout compiles once); the
     result's arrays are C-ordered.
     """
     target, open_, close = (np.asarray(a, dtype=np.float64) for a in (target, open_, close))
     if prev_close is not None:
         prev_close = np.asarray(prev_close, dtype=np.float64)
     _validate(target, open_, close, rules, prev_close)
+    split_ratio, cash_dividend, risk_free = _session_inputs(
+        target.shape, split_ratio, cash_dividend, risk_free
+    )
     n_series, n_sessions = target.shape
     carried = _state_matrix(SleeveState.opening(rules) if state is None else state, n_series)
     out = {
@@ -696,6 +799,9 @@ def simulate(
         open_,
         close,
         np.empty((0, 0)) if prev_close is None else prev_close,
+        split_ratio,
+        cash_dividend,
+        risk_free,
         _rates(rules),
         carried,
         *out.values(),  # the kernel's order: the fields'
@@ -709,8 +815,16 @@ def simulate_one_series(
     close: Sequence[float],
     rules: TradingRules,
     prev_close: Sequence[float] | None = None,
+    *,
+    split_ratio: Sequence[float] | None = None,
+    cash_dividend: Sequence[float] | None = None,
+    risk_free: Sequence[float] | None = None,
 ) -> SimulationResult:
     """Reference: one series, one plain loop, same rules as `simulate` (see the module doc)."""
+    n = len(target)
+    ratios = [1.0] * n if split_ratio is None else [float(x) for x in split_ratio]
+    dividends = [0.0] * n if cash_dividend is None else [float(x) for x in cash_dividend]
+    rates = [0.0] * n if risk_free is None else [float(x) for x in risk_free]
     buy_factor = 1.0 + rules.slippage_bps / BPS
     sell_factor = 1.0 - rules.slippage_bps / BPS
     lot = rules.lot_size
@@ -720,6 +834,23 @@ def simulate_one_series(
     rows: list[dict[str, Any]] = []
     for t in range(len(target)):
         o, c, wanted = float(open_[t]), float(close[t]), float(target[t])
+        interest = cash * rates[t] if risk_free is not None else 0.0
+        cash += interest
+        received = 0.0
+        if ratios[t] != 1.0 or dividends[t] != 0.0:
+            # ex-date: dividend on the shares before, then the split; whole shares kept
+            received = shares * dividends[t]
+            ex_reference = (last_close - dividends[t]) / ratios[t]
+            if shares > 0:
+                if last_close > dividends[t]:
+                    paid = paid * ((last_close - dividends[t]) / last_close)
+                else:
+                    paid = max(paid - received, 0.0)
+            after = shares * ratios[t]
+            whole = math.floor(after + 1e-9)
+            if whole < after:
+                received += (after - whole) * ex_reference
+            cash, shares, last_close = cash + received, whole, ex_reference
         reference = last_close if prev_close is None else float(prev_close[t])
         bought_today = 0  # one order per session: it is placed before anything is bought
         traded, price, fee, blocked, status = 0, math.nan, 0.0, False, "none"
@@ -780,6 +911,8 @@ def simulate_one_series(
                 "held_sessions": held,
                 "unrealized_return": value / paid - 1.0 if shares > 0 else math.nan,
                 "order_status": ORDER_STATUSES.index(status),
+                "dividend_cash": received,
+                "interest": interest,
             }
         )
         previous_equity = equity
@@ -868,17 +1001,21 @@ def round_trips(
 
     A trip opens with the buy from zero shares and closes with the sell back to zero; buys and
     sells in between belong to it. entry_value = cash paid for all its buys incl. commission;
-    exit_value = cash received for all its sells net of commission and stamp duty;
-    net_pnl = exit_value - entry_value; return = net_pnl / entry_value (on all cash put in, so
-    a scaled-in trip is measured on its total outlay). A win is net_pnl > 0 (a trip that only
-    covers its costs is not a win). The position still open at the end is not a trip; the
-    closed trips' pnl plus its unrealised pnl is the series' total pnl.
+    exit_value = cash received for all its sells net of commission and stamp duty, plus the
+    cash dividends (and cash in lieu of split fractions) credited while it was open, so that a
+    trip across an ex-date measures its total return (splits need nothing: the shares sold
+    are the shares after the split); net_pnl = exit_value - entry_value;
+    return = net_pnl / entry_value (on all cash put in, so a scaled-in trip is measured on its
+    total outlay). A win is net_pnl > 0 (a trip that only covers its costs is not a win). The
+    position still open at the end is not a trip; the closed trips' pnl plus its unrealised
+    pnl is the series' total pnl.
     `series` and `sessions` label the axes (default: their integer positions).
     """
     traded = result.traded_shares
-    rows, cols = np.nonzero(traded)  # row-major: by series, then session
+    # Fills and ex-dates (a dividend only reaches a held position: it falls inside a trip).
+    rows, cols = np.nonzero((traded != 0) | (result.dividend_cash != 0))  # by series, session
     quantity = traded[rows, cols]
-    notional = np.abs(quantity) * result.fill_price[rows, cols]
+    notional = np.abs(quantity) * np.nan_to_num(result.fill_price[rows, cols])
     fees = result.fees[rows, cols]
     before = result.shares[rows, cols] - quantity
     trip = np.cumsum((before == 0) & (quantity > 0)) - 1
@@ -887,17 +1024,20 @@ def round_trips(
             "trip": trip,
             "series": rows,
             "session": cols,
+            "fill": quantity != 0,
             "paid": np.where(quantity > 0, notional + fees, 0.0),
-            "received": np.where(quantity < 0, notional - fees, 0.0),
+            "received": np.where(quantity < 0, notional - fees, 0.0)
+            + result.dividend_cash[rows, cols],
             "after": result.shares[rows, cols],
         }
     )
+    fills = fills[fills["trip"] >= 0]  # cash in lieu of a fraction when a split leaves none
     grouped = fills.groupby("trip", sort=True)
     trips = grouped.agg(
         series=("series", "first"),
         entry_session=("session", "first"),
         exit_session=("session", "last"),
-        n_fills=("session", "size"),
+        n_fills=("fill", "sum"),
         entry_value=("paid", "sum"),
         exit_value=("received", "sum"),
         after=("after", "last"),

@@ -29,19 +29,41 @@ from backtest.run import ARM_SCHEMA, TRIP_SCHEMA
 from inference.engine import LLM_DECISIONS_SCHEMA
 from ingest.contract import TABLES
 from ingest.layout import DataLayout
+from ingest.load import SESSIONS_SCHEMA
 
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 DBT = str(Path(sys.executable).with_name("dbt"))
 TOLERANCE = 1e-9
 CAPITAL = 1_000_000.0
 MODEL = "Qwen/Qwen3.5-35B-A3B"  # in the models seed: 35 B total, 3 B active
-SESSIONS = pd.bdate_range("2025-01-02", periods=260)
+# A 243-session market (cn: its sessions a year come from the calendar, CALENDAR below) with a
+# daily risk-free series (RATES) that covers part of the sessions: the metrics use both.
+MARKET = "cn"
+PERIODS = 243
+SESSIONS = pd.bdate_range("2025-01-02", periods=243)  # ends in December: 2025 is not full
+# The ingested calendar: 2024 in full with 243 sessions (19 weekdays of February closed),
+# then SESSIONS.
+CALENDAR = pd.DatetimeIndex(
+    [
+        *[
+            day
+            for day in pd.bdate_range("2024-01-01", "2024-12-31")
+            if not (day.month == 2 and day.day <= 27)
+        ],
+        *SESSIONS,
+    ]
+)
+# The daily series: annual rates from March to July, then none (the last one holds, as of
+# each session); before March the seed's constant CN rate.
+RATES = pd.DataFrame({"date": pd.bdate_range("2025-03-03", "2025-07-31")})
+RATES["annual_rate"] = 0.018 + 0.004 * np.sin(np.arange(len(RATES)) / 9)
+CN_CONSTANT_RATE = 0.02
 TICKERS = ("AAA", "BBB", "CCC")  # CCC never trades: all returns 0
 ARMS = {
     # arm: (mode, kind, drift of the daily returns, first session of its window)
     "qwen__free": ("free", "llm", 0.0004, 0),
     "qwen__strict": ("strict", "llm", 0.0001, 0),
-    "qwen__guided": ("guided", "llm", 0.0002, 200),  # the last 60 sessions only
+    "qwen__guided": ("guided", "llm", 0.0002, 183),  # the last 60 sessions only
     "buy_and_hold": ("baseline", "baseline", 0.0015, 0),
 }
 # Round trips of AAA per arm: (net pnl, return). qwen__free wins 5 of 6 and trails
@@ -63,7 +85,18 @@ def _benchmark() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     dates = pd.bdate_range(end=SESSIONS[-1], periods=len(SESSIONS) + 1)  # one session before
     closes = 3000 * np.cumprod(1 + rng.normal(0.0004, 0.01, len(dates)))
-    return pd.DataFrame({"market": "us", "date": dates.date, "close": closes})
+    return pd.DataFrame({"market": MARKET, "date": dates.date, "close": closes})
+
+
+def _risk_free() -> np.ndarray:
+    """Each session's risk-free return, computed here as int_risk_free_daily's rule says:
+    the series' latest rate on or before the session, else the constant, over P sessions."""
+    sessions = pd.DataFrame({"date": SESSIONS})
+    annual = pd.merge_asof(sessions, RATES, on="date")["annual_rate"].fillna(CN_CONSTANT_RATE)
+    return (1 + annual.to_numpy()) ** (1 / PERIODS) - 1
+
+
+RISK_FREE = _risk_free()
 
 
 def _window(arm: str) -> slice:
@@ -88,7 +121,7 @@ def _sleeves(benchmark_returns: np.ndarray) -> pd.DataFrame:
                 pd.DataFrame(
                     {
                         "arm": arm,
-                        "market": "us",
+                        "market": MARKET,
                         "ticker": ticker,
                         "date": sessions.date,
                         "target_exposure": np.nan,
@@ -129,7 +162,7 @@ def _trips() -> pd.DataFrame:
             rows.append(
                 {
                     "arm": arm,
-                    "market": "us",
+                    "market": MARKET,
                     "ticker": "AAA",
                     "entry_date": entry,
                     "exit_date": SESSIONS[30 + 40 * index].date(),
@@ -159,7 +192,7 @@ def _decisions(arm: str, mode: str) -> pa.Table:
                     "model": MODEL,
                     "mode": mode,
                     "replicate": 0,
-                    "market": "us",
+                    "market": MARKET,
                     "ticker": ticker,
                     "decision_date": day,
                     "action": "hold",
@@ -182,7 +215,7 @@ def _arms() -> pa.Table:
     rows = [
         {
             "arm": arm,
-            "market": "us",
+            "market": MARKET,
             "model": MODEL if kind == "llm" else arm,
             "mode": mode,
             "attitude": None,
@@ -208,13 +241,23 @@ def _arms() -> pa.Table:
 def marts(tmp_path_factory: pytest.TempPathFactory):
     layout = DataLayout(tmp_path_factory.mktemp("metrics") / "data")
     benchmark = _benchmark()
-    raw = layout.raw_file("us", "benchmark")
+    raw = layout.raw_file(MARKET, "benchmark")
     raw.parent.mkdir(parents=True)
     pq.write_table(
         pa.Table.from_pandas(
             benchmark, schema=TABLES["benchmark"].arrow_schema(), preserve_index=False
         ),
         raw,
+    )
+    calendar = pd.DataFrame({"market": MARKET, "session_date": CALENDAR.date})
+    pq.write_table(
+        pa.Table.from_pandas(calendar, schema=SESSIONS_SCHEMA, preserve_index=False),
+        layout.raw_file(MARKET, "sessions"),
+    )
+    rates = RATES.assign(market=MARKET, date=RATES["date"].dt.date)
+    pq.write_table(
+        pa.Table.from_pandas(rates[["market", "date", "annual_rate"]], preserve_index=False),
+        layout.raw_file(MARKET, "risk_free"),
     )
     benchmark_returns = benchmark["close"].pct_change().to_numpy()[1:]
     sleeves = _sleeves(benchmark_returns)
@@ -225,7 +268,7 @@ def marts(tmp_path_factory: pytest.TempPathFactory):
     }
     for name, table in tables.items():
         for arm in ARMS:  # one file per arm and market, as backtest.run writes them
-            path = layout.backtest_result_file(name, arm, "us")
+            path = layout.backtest_result_file(name, arm, MARKET)
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table.filter(pc.equal(table["arm"], arm)), path)
         # an earlier version's single file (here a stray arm) is not read
@@ -293,15 +336,19 @@ def test_return_metrics_equal_empyrical(marts, arm: str, ticker: str):
     sleeves, benchmark_returns, tables = marts
     row = _metric_row(tables["backtest_metrics"], arm, ticker)
     returns = _series(sleeves, arm, ticker)
-    alpha, beta = empyrical.alpha_beta_aligned(returns, benchmark_returns[_window(arm)])
+    rf = RISK_FREE[_window(arm)]
+    # The CAPM on excess returns: empyrical's alpha and beta of r - rf on b - rf.
+    alpha, beta = empyrical.alpha_beta_aligned(
+        returns - rf, benchmark_returns[_window(arm)] - rf, annualization=PERIODS
+    )
     expected = {
         "total_return": empyrical.cum_returns_final(returns),
-        "annualized_return": empyrical.annual_return(returns),
-        "annualized_volatility": empyrical.annual_volatility(returns),
-        "sharpe": empyrical.sharpe_ratio(returns),
-        "sortino": empyrical.sortino_ratio(returns),
+        "annualized_return": empyrical.annual_return(returns, annualization=PERIODS),
+        "annualized_volatility": empyrical.annual_volatility(returns, annualization=PERIODS),
+        "sharpe": empyrical.sharpe_ratio(returns, risk_free=rf, annualization=PERIODS),
+        "sortino": empyrical.sortino_ratio(returns, required_return=rf, annualization=PERIODS),
         "max_drawdown": empyrical.max_drawdown(returns),
-        "calmar": empyrical.calmar_ratio(returns),
+        "calmar": empyrical.calmar_ratio(returns, annualization=PERIODS),
         "alpha": alpha,
         "beta": beta,
     }
@@ -321,13 +368,30 @@ def test_only_the_per_arm_result_files_are_read(marts):
 
 
 def test_the_zero_return_sleeve_has_undefined_ratios_not_infinities(marts):
+    """qwen__guided's window lies after the daily series' last rate, which holds: a constant
+    rf, so CCC's excess returns are all the same and its Sharpe is undefined (null)."""
     _, _, tables = marts
-    row = _metric_row(tables["backtest_metrics"], "qwen__free", "CCC")
+    row = _metric_row(tables["backtest_metrics"], "qwen__guided", "CCC")
     assert (
         row["total_return"] == 0 and row["max_drawdown"] == 0 and row["annualized_volatility"] == 0
     )
-    for name in ("sharpe", "sortino", "calmar"):
+    for name in ("sharpe", "calmar"):
         assert pd.isna(row[name]), name
+    # Below rf on every session: the Sortino ratio is -sqrt(P) (all the mean is downside).
+    assert _close(row["sortino"], -np.sqrt(PERIODS))
+
+
+def test_risk_free_and_sessions_per_year_come_from_the_market(marts):
+    _, _, tables = marts
+    daily = tables["backtest_daily"]
+    rows = daily[(daily["arm"] == "qwen__free") & (daily["ticker"] == "AAA")].sort_values("date")
+    np.testing.assert_allclose(rows["risk_free_return"], RISK_FREE, rtol=1e-12)
+    assert (daily["sessions_per_year"] == PERIODS).all()
+    # constant before the series starts, the series' rate after
+    assert RISK_FREE[0] == pytest.approx((1 + CN_CONSTANT_RATE) ** (1 / PERIODS) - 1)
+    assert len(set(np.round(RISK_FREE, 15))) > 50
+    for name in ("backtest_metrics", "regime_metrics"):
+        assert (tables[name]["benchmark_kind"] == "price").all()
 
 
 def test_portfolio_rows_are_the_sum_of_the_sleeves(marts):
@@ -375,7 +439,7 @@ def test_turnover_exposure_and_excess_return_by_hand(marts):
     metrics = tables["backtest_metrics"]
     rows = sleeves[(sleeves["arm"] == "qwen__free") & (sleeves["ticker"] == "AAA")]
     row = _metric_row(metrics, "qwen__free", "AAA")
-    turnover = rows["traded_value"].sum() / 2 / rows["equity"].mean() * 252 / len(rows)
+    turnover = rows["traded_value"].sum() / 2 / rows["equity"].mean() * PERIODS / len(rows)
     assert _close(row["turnover"], turnover)
     assert _close(row["avg_exposure"], rows["exposure"].mean())
     held = _metric_row(metrics, "buy_and_hold", "AAA")
@@ -439,11 +503,12 @@ def test_alignment_tax_of_a_short_arm_uses_the_common_window(marts, ticker: str)
     guided = _metric_row(metrics, "qwen__guided", ticker)
     free = _metric_row(metrics, "qwen__free", ticker)
     common = _window("qwen__guided")
+    rf, benchmark = RISK_FREE[common], benchmark_returns[common]
     free_alpha, _ = empyrical.alpha_beta_aligned(
-        _series(sleeves, "qwen__free", ticker)[common], benchmark_returns[common]
+        _series(sleeves, "qwen__free", ticker)[common] - rf, benchmark - rf, annualization=PERIODS
     )
     own_alpha, _ = empyrical.alpha_beta_aligned(
-        _series(sleeves, "qwen__guided", ticker), benchmark_returns[common]
+        _series(sleeves, "qwen__guided", ticker) - rf, benchmark - rf, annualization=PERIODS
     )
     assert _close(guided["alignment_tax"], free_alpha - own_alpha)
     assert not _close(guided["alignment_tax"], free["alpha"] - guided["alpha"])
@@ -475,6 +540,7 @@ def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
         pd.to_datetime(tables["regime_labels"]["date"]).dt.date
     )
     returns = pd.Series(_series(sleeves, arm, "__portfolio__"), index=sessions)
+    risk_free = pd.Series(RISK_FREE[_window(arm)], index=sessions)
     held = pd.Series(_held(sleeves, arm, "__portfolio__"), index=sessions)
     regimes = labels["regime"].reindex(returns.index)
     assert regimes.notna().all() and regimes.nunique() >= 1
@@ -486,13 +552,20 @@ def test_regime_metrics_compound_each_regime_like_empyrical(marts, arm: str):
     trips["regime"] = [regimes.get(day) for day in entries]
     for regime, row in rows.iterrows():
         subset = returns[regimes == regime].to_numpy()
+        rf = risk_free[regimes == regime].to_numpy()
         assert row["n_sessions"] == len(subset)
         assert _close(row["total_return"], empyrical.cum_returns_final(subset))
         assert _close(row["max_drawdown"], empyrical.max_drawdown(subset))
-        assert _close(row["sharpe"], empyrical.sharpe_ratio(subset))
-        assert _close(row["annualized_volatility"], empyrical.annual_volatility(subset))
-        assert _close(row["calmar"], empyrical.calmar_ratio(subset))
-        alpha, beta = empyrical.alpha_beta_aligned(subset, benchmark[regimes == regime].to_numpy())
+        assert _close(
+            row["sharpe"], empyrical.sharpe_ratio(subset, risk_free=rf, annualization=PERIODS)
+        )
+        assert _close(
+            row["annualized_volatility"], empyrical.annual_volatility(subset, annualization=PERIODS)
+        )
+        assert _close(row["calmar"], empyrical.calmar_ratio(subset, annualization=PERIODS))
+        alpha, beta = empyrical.alpha_beta_aligned(
+            subset - rf, benchmark[regimes == regime].to_numpy() - rf, annualization=PERIODS
+        )
         assert _close(row["alpha"], alpha) and _close(row["beta"], beta)
         held_return = empyrical.cum_returns_final(held[regimes == regime].to_numpy())
         assert _close(row["excess_return"], row["total_return"] - held_return)

@@ -12,6 +12,8 @@ import shutil
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from backtest.run import ticker_rules
@@ -152,14 +154,18 @@ def test_decisions_after_the_last_bar_are_counted_not_traded(demo_run):
 
 def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
     """Each sleeve buys whole lots at the first open of the window (slippage and commission
-    paid once) and holds: its final equity is the cash left plus the shares at the last close."""
+    paid once) and holds: its final equity is the cash left, with the risk-free interest it
+    earned every session, plus the shares at the last close (the demo has no corporate
+    action)."""
     layout, _ = demo_run
     rules = _query(layout, "select * from market_rules").set_index("market")
     daily = _query(
         layout,
-        "select market, ticker, date, equity, fees, traded_shares from backtest_daily "
-        "where arm = 'buy_and_hold' and ticker != '__portfolio__' order by market, ticker, date",
+        "select market, ticker, date, equity, fees, traded_shares, risk_free_return "
+        "from backtest_daily where arm = 'buy_and_hold' and ticker != '__portfolio__' "
+        "order by market, ticker, date",
     )
+    assert (daily["risk_free_return"] > 0).all()
     checked = 0
     for (market, ticker), rows in daily.groupby(["market", "ticker"]):
         prices = pd.read_parquet(layout.raw_file(market, "prices"))
@@ -167,16 +173,20 @@ def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
         prices = prices.set_index(pd.to_datetime(prices["date"])).sort_index()
         window = prices.loc[pd.Timestamp(rows["date"].min()) : pd.Timestamp(rows["date"].max())]
         rule = rules.loc[market]
+        rf = rows["risk_free_return"].to_numpy()
+        capital = 1e6 + 1e6 * rf[0]  # the capital earns the first session's interest at its open
         open_price = window["open"].iloc[0] * (1 + rule["slippage_bps"] / BPS)
         lot = rule["lot_size"]
-        shares = math.floor(1e6 / (open_price * lot)) * lot
+        shares = math.floor(capital / (open_price * lot)) * lot
         commission = max(rule["min_commission"], shares * open_price * rule["commission_bps"] / BPS)
-        while shares * open_price + commission > 1e6:  # cash covers the commission too
+        while shares * open_price + commission > capital:  # cash covers the commission too
             shares -= lot
             commission = max(
                 rule["min_commission"], shares * open_price * rule["commission_bps"] / BPS
             )
-        cash = 1e6 - shares * open_price - commission
+        cash = capital - (shares * open_price + commission)
+        for rate in rf[1:]:
+            cash += cash * rate
         assert (
             rows["traded_shares"].iloc[0] == shares and (rows["traded_shares"].iloc[1:] == 0).all()
         )
@@ -184,11 +194,14 @@ def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
         final = cash + shares * window["close"].iloc[-1]
         assert rows["equity"].iloc[-1] == pytest.approx(final, rel=1e-12)
         # the ticker's return from the filled open, on the invested share, less one commission
+        # (the interest on the cash left is less than a lot's worth times the rates)
         invested = shares * open_price / 1e6
-        assert invested > 1 - (lot * open_price + commission) / 1e6  # all but the last lot
+        assert invested > 1 - (lot * open_price + commission) / 1e6 - rf[0]  # all but a lot
         price_return = window["close"].iloc[-1] / open_price - 1
-        assert final / 1e6 - 1 == pytest.approx(
-            invested * price_return - commission / 1e6, abs=1e-12
+        uninvested = 1e6 * (1 - invested) - commission
+        interest = 1e6 * rf[0] + (uninvested + 1e6 * rf[0]) * (np.prod(1 + rf[1:]) - 1)
+        assert (final - interest) / 1e6 - 1 == pytest.approx(
+            invested * price_return - commission / 1e6, abs=1e-9
         )
         checked += 1
     assert checked == 28
@@ -317,3 +330,66 @@ def test_a_filtered_backtest_keeps_the_other_arms(backtested, tmp_path, capsys):
         row = after.loc[key]
         assert str(row["window_start"].date()) == "2025-11-10" and row["n_sessions"] == 5, key
     assert before.loc[("us", "reference__strict"), "n_sessions"] == 10
+
+
+# ----------------------------------------------------------------------------- total return
+
+
+def test_a_split_and_a_dividend_leave_buy_and_hold_a_total_return(sample_copy):
+    """A constructed event in the sample: one ticker splits 2-for-1 on 2025-11-06 and pays a
+    10 % cash dividend on 2025-11-11, its raw prices moving as the events say. Buy-and-hold
+    doubles its shares, is credited the dividend, and its equity is what a hand computation
+    gives; no session loses half."""
+    layout = sample_copy
+    path = layout.raw_file("us", "prices")
+    prices = pd.read_parquet(path)
+    ticker = sorted(prices["ticker"].unique())[0]
+    own = (prices["ticker"] == ticker).to_numpy()
+    days = pd.to_datetime(prices["date"])
+    split_day, dividend_day = pd.Timestamp("2025-11-06"), pd.Timestamp("2025-11-11")
+    columns = ["open", "high", "low", "close"]
+    prices.loc[own & (days >= split_day).to_numpy(), columns] /= 2.0
+    before = prices[own & (days < dividend_day).to_numpy()].sort_values("date")
+    dividend = round(0.1 * before["close"].iloc[-1], 2)
+    prices.loc[own & (days >= dividend_day).to_numpy(), columns] -= dividend
+    pq.write_table(pa.Table.from_pandas(prices, preserve_index=False), path)
+    events = pd.DataFrame(
+        {
+            "market": "us",
+            "ticker": [ticker, ticker],
+            "ex_date": [split_day.date(), dividend_day.date()],
+            "split_ratio": [2.0, 1.0],
+            "cash_dividend": [0.0, dividend],
+            "announced_at": pd.Series([None, None], dtype="datetime64[us, UTC]"),
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(events, preserve_index=False),
+        layout.raw_file("us", "corporate_actions"),
+    )
+    args = ["--data-dir", str(layout.data_dir), "backtest", "--market", "us"]
+    args += ["--baseline", "buy_and_hold", "--start", LONG[0], "--end", LONG[1]]
+    assert main(args) == 0
+    rows = _query(
+        layout,
+        "select date, shares, cash, equity, daily_return, risk_free_return from backtest_daily "
+        "where arm = 'buy_and_hold' and ticker = ? order by date",
+        ticker,
+    )
+    rows["date"] = pd.to_datetime(rows["date"])
+    bought = rows["shares"].iloc[0]
+    assert bought > 0
+    assert (rows.loc[rows["date"] >= split_day, "shares"] == 2 * bought).all()
+    assert (rows.loc[rows["date"] < split_day, "shares"] == bought).all()
+    assert rows["daily_return"].min() > -0.1  # neither the split nor the dividend is a loss
+    # By hand: the cash left after the buy earns each session's rf (before the events), the
+    # dividend is credited on its ex-date on the shares held then.
+    cash = rows["cash"].iloc[0]
+    for day, rate in zip(rows["date"].iloc[1:], rows["risk_free_return"].iloc[1:], strict=True):
+        cash += cash * rate
+        if day == dividend_day:
+            cash += 2 * bought * dividend
+    close = prices[own].set_index(pd.to_datetime(prices["date"][own]))["close"]
+    final = cash + 2 * bought * close.loc[rows["date"].iloc[-1]]
+    assert rows["equity"].iloc[-1] == pytest.approx(final, rel=1e-12)
+    assert rows["cash"].iloc[-1] == pytest.approx(cash, rel=1e-12)

@@ -817,3 +817,137 @@ def test_order_status_codes():
     again = execute_at_open(book, np.array([0.0, 0.0]), opens, no_prev, rules)
     np.testing.assert_array_equal(again.order_status, status_codes("t_plus_one", "filled"))
     assert again.order_status.dtype == np.int8 and not again.limit_blocked.any()
+
+
+def test_split_and_dividend_leave_buy_and_hold_a_total_return():
+    # Constructed market, no costs: buy 1000 shares at 100 on session 0 (100000 capital).
+    # Session 1 is a 2-for-1 split (close 50.5: +1 % on the ex-reference 50); session 2 pays a
+    # 10 % cash dividend of 5.05 per share (ex-reference 50.5 - 5.05 = 45.45, close 45.45).
+    prices = [100.0, 50.5, 45.45, 46.0]
+    result = simulate(
+        np.array([[1.0, NAN, NAN, NAN]]),
+        np.array([prices]),
+        np.array([prices]),
+        SeriesRules.stack([FREE]),
+        split_ratio=np.array([[1.0, 2.0, 1.0, 1.0]]),
+        cash_dividend=np.array([[0.0, 0.0, 5.05, 0.0]]),
+    )
+    np.testing.assert_array_equal(result.shares[0], [1000, 2000, 2000, 2000])
+    np.testing.assert_array_equal(result.dividend_cash[0], [0, 0, 2000 * 5.05, 0])
+    # By hand: 2000 x 46 + 10100 of dividend = 102100 against 100000 put in.
+    assert result.equity[0, -1] == pytest.approx(102_100.0, rel=1e-12)
+    # The dividend is cash in the sleeve: session 3 moves the stock part only.
+    np.testing.assert_allclose(result.daily_return[0], [0.0, 0.01, 0.0, 102_100 / 101_000 - 1])
+    # The entry price halves with the split and falls by the dividend's share of the close.
+    np.testing.assert_allclose(result.avg_entry_price[0], [100.0, 50.0, 45.0, 45.0])
+    np.testing.assert_allclose(result.unrealized_return[0, -1], 46.0 / 45.0 - 1)
+
+
+def test_cn_bonus_shares_leave_an_odd_lot_that_sells_and_dividends_count_in_the_trip():
+    # 8 bonus shares per 10 on 300 shares: 540, not a multiple of the 100 lot; selling to
+    # flat sells them all. The trip's exit value includes the dividend: the true return.
+    rules = replace(CN, price_limit_pct=20.0, initial_capital=3_000.0)
+    prices = [10.0, 5.5, 5.6]
+    result = simulate(
+        np.array([[1.0, NAN, 0.0]]),
+        np.array([prices]),
+        np.array([prices]),
+        SeriesRules.stack([rules]),
+        split_ratio=np.array([[1.0, 1.8, 1.0]]),
+        cash_dividend=np.array([[0.0, 0.252, 0.0]]),
+    )
+    assert result.shares[0, 1] == 200 * 1.8  # 200 bought (a third lot would not fit the fees)
+    assert result.shares[0, 2] == 0 and result.traded_shares[0, 2] == -360
+    # The limit refers to the ex-reference price (10 - 0.252) / 1.8 = 5.4156: 5.5 is no limit-up
+    # day and the equity does not fall 44 % on the ex-date.
+    assert result.daily_return[0, 1] > 0
+    trips = round_trips(result)
+    assert len(trips) == 1
+    sold = 360 * 5.6 * (1 - 5e-4)
+    received = sold - max(5.0, sold * 2.5e-4) - sold * 5e-4 + 200 * 0.252
+    assert trips["exit_value"].iloc[0] == pytest.approx(received, rel=1e-12)
+    assert trips["n_fills"].iloc[0] == 2
+
+
+def test_a_fraction_left_by_a_split_is_paid_in_cash_at_the_ex_reference():
+    result = simulate(
+        np.array([[0.5, NAN]]),
+        np.array([[100.0, 66.0]]),
+        np.array([[99.0, 66.0]]),
+        SeriesRules.stack([FREE]),
+        split_ratio=np.array([[1.0, 1.5]]),
+        cash_dividend=np.array([[0.0, 0.0]]),
+    )
+    # 500 shares x 1.5 = 750 exactly: no fraction. A 3-for-2 of 333 shares would leave one half.
+    assert result.shares[0, 1] == 750 and result.dividend_cash[0, 1] == 0
+    odd = simulate(
+        np.array([[0.00333, NAN]]),
+        np.array([[100.0, 66.0]]),
+        np.array([[99.0, 66.0]]),
+        SeriesRules.stack([FREE]),
+        split_ratio=np.array([[1.0, 1.5]]),
+        cash_dividend=np.array([[0.0, 0.0]]),
+    )
+    assert odd.shares[0, 0] == 3 and odd.shares[0, 1] == 4
+    assert odd.dividend_cash[0, 1] == pytest.approx(0.5 * 99.0 / 1.5)
+
+
+def test_idle_cash_earns_the_risk_free_return():
+    daily = np.array([[1e-4, 2e-4, 1e-4], [1e-4, 2e-4, 1e-4]])
+    result = simulate(
+        np.array([[0.0, 0.0, 0.0], [0.5, NAN, NAN]]),
+        np.full((2, 3), 100.0),
+        np.full((2, 3), 100.0),
+        SeriesRules.stack([FREE, FREE]),
+        risk_free=daily,
+    )
+    # All cash: the daily return is the risk-free return.
+    np.testing.assert_allclose(result.daily_return[0], daily[0], rtol=1e-12)
+    # Half invested: the cash half (50000 after session 0's buy) earns from session 1 on.
+    assert result.interest[1, 0] == pytest.approx(100_000 * 1e-4)
+    assert result.interest[1, 1] == pytest.approx((50_000 + 10.0) * 2e-4)
+    with pytest.raises(ValueError, match="risk_free"):
+        simulate(
+            np.zeros((1, 2)),
+            np.ones((1, 2)),
+            np.ones((1, 2)),
+            SeriesRules.stack([FREE]),
+            risk_free=np.ones((1, 3)),
+        )
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_vectorised_equals_loop_with_corporate_actions_and_risk_free(seed):
+    rng = np.random.default_rng(seed)
+    target, open_, close, rules = random_market(rng, 80, 60)
+    events = rng.random(target.shape) < 0.03
+    split = np.where(events & (rng.random(target.shape) < 0.5), rng.choice([1.5, 1.8, 2.0]), 1.0)
+    dividend = np.where(events, np.round(rng.uniform(0, 0.05) * np.nan_to_num(open_), 2), 0.0)
+    risk_free = np.tile(rng.uniform(0, 3e-4, target.shape[1]), (target.shape[0], 1))
+    inputs = {"split_ratio": split, "cash_dividend": dividend, "risk_free": risk_free}
+    result = simulate(target, open_, close, rules, **inputs)
+    for index in range(len(rules)):
+        reference = simulate_one_series(
+            target[index],
+            open_[index],
+            close[index],
+            rules.series(index),
+            **{name: values[index] for name, values in inputs.items()},
+        )
+        assert_same(result, index, reference)
+    assert (result.dividend_cash > 0).sum() > 10 and (result.interest > 0).sum() > 100
+    # One session at a time, the state carried: the same outputs bit for bit.
+    state, equity = None, []
+    for t in range(target.shape[1]):
+        window = slice(t, t + 1)
+        step = simulate(
+            target[:, window],
+            open_[:, window],
+            close[:, window],
+            rules,
+            state=state,
+            **{name: values[:, window] for name, values in inputs.items()},
+        )
+        state = step.final_state
+        equity.append(step.equity[:, 0])
+    np.testing.assert_array_equal(np.column_stack(equity), result.equity)

@@ -1,12 +1,17 @@
 {#
   The metric conventions, written once: backtest_metrics and regime_metrics call these macros
-  and their YAML documents the conventions. Daily returns r; annualization by
-  var('annualization_days') (252 sessions); compounding; risk-free rate 0; drawdown as a
-  negative fraction of the highest wealth so far, the starting capital included. They match
-  empyrical-reloaded (tests/test_backtest_metrics.py holds them to 1e-9).
+  and their YAML documents the conventions. Daily returns r (total returns: the simulation
+  credits dividends and interest); annualization by the market's sessions a year P (column
+  `sessions_per_year` of backtest_daily, from int_market_conventions: US 252, CN from its
+  calendar); compounding; the session's risk-free return rf (column `risk_free_return`, from
+  int_risk_free_daily) subtracted in Sharpe, Sortino and the CAPM (alpha, beta on excess
+  returns); drawdown as a negative fraction of the highest wealth so far, the starting capital
+  included. They match empyrical-reloaded given the same rf and annualization
+  (tests/test_backtest_metrics.py holds them to 1e-9).
 #}
 
-{% macro annualization_days() %}{{ var('annualization_days') }}{% endmacro %}
+{# Aggregate: P of the rows' market (one value per series: a series is in one market). #}
+{% macro periods_per_year(periods='sessions_per_year') %}any_value({{ periods }}){% endmacro %}
 
 {# Window column: the compounded growth of 1 (the starting capital) through each row. #}
 {% macro wealth(r, partition_by, order_by) %}
@@ -29,20 +34,22 @@
     product(1 + {{ r }}) - 1
 {% endmacro %}
 
-{# Aggregates over the rows of one series: r the daily return, drawdown from drawdown(). #}
-{% macro return_metrics(r, drawdown) %}
+{# Aggregates over the rows of one series: r the daily return, drawdown from drawdown(), rf
+   the session's risk-free return, periods the market's sessions a year. #}
+{% macro return_metrics(r, drawdown, rf='risk_free_return', periods='sessions_per_year') %}
+    {%- set p = periods_per_year(periods) -%}
+    {%- set excess = '(' ~ r ~ ' - ' ~ rf ~ ')' -%}
     count({{ r }}) as n_sessions,
     {{ total_return(r) }} as total_return,
-    power(product(1 + {{ r }}), {{ annualization_days() }} / count({{ r }})) - 1
-        as annualized_return,
-    stddev_samp({{ r }}) * sqrt({{ annualization_days() }}) as annualized_volatility,
-    -- undefined (null) when every return is the same: no dispersion to divide by
-    case when max({{ r }}) > min({{ r }}) then
-        avg({{ r }}) / stddev_samp({{ r }}) * sqrt({{ annualization_days() }})
+    power(product(1 + {{ r }}), {{ p }} / count({{ r }})) - 1 as annualized_return,
+    stddev_samp({{ r }}) * sqrt({{ p }}) as annualized_volatility,
+    -- on excess returns; undefined (null) when every excess return is the same
+    case when max({{ excess }}) > min({{ excess }}) then
+        avg({{ excess }}) / stddev_samp({{ excess }}) * sqrt({{ p }})
     end as sharpe,
-    -- downside deviation: root mean square of the returns below 0, all sessions counted
-    avg({{ r }}) * {{ annualization_days() }} / nullif(
-        sqrt(avg(power(least({{ r }}, 0), 2))) * sqrt({{ annualization_days() }}), 0
+    -- downside deviation: root mean square of the excess returns below 0, all sessions counted
+    avg({{ excess }}) * {{ p }} / nullif(
+        sqrt(avg(power(least({{ excess }}, 0), 2))) * sqrt({{ p }}), 0
     ) as sortino,
     min({{ drawdown }}) as max_drawdown
 {% endmacro %}
@@ -52,15 +59,44 @@
     case when {{ max_drawdown }} < 0 then {{ annualized_return }} / abs({{ max_drawdown }}) end
 {% endmacro %}
 
-{# CAPM against the market benchmark (rf 0), on sessions where both returns exist: beta the
-   slope of r on the benchmark (population covariance / variance), alpha the mean daily
-   residual r - beta x benchmark compounded over a year. #}
-{% macro beta(r, benchmark_r) %}
-    regr_slope({{ r }}, {{ benchmark_r }})
+{# CAPM on excess returns against the market benchmark, r - rf = alpha + beta (b - rf), on
+   sessions where both returns exist: beta the slope of r - rf on b - rf (population
+   covariance / variance), alpha the mean daily residual compounded over a year (P). #}
+{% macro beta(r, benchmark_r, rf='risk_free_return') %}
+    regr_slope({{ r }} - {{ rf }}, {{ benchmark_r }} - {{ rf }})
 {% endmacro %}
 
-{% macro alpha(r, benchmark_r, beta) %}
-    power(1 + avg({{ r }} - {{ beta }} * {{ benchmark_r }}), {{ annualization_days() }}) - 1
+{% macro alpha(r, benchmark_r, beta, rf='risk_free_return', periods='sessions_per_year') %}
+    power(
+        1 + avg(({{ r }} - {{ rf }}) - {{ beta }} * ({{ benchmark_r }} - {{ rf }})),
+        {{ periods_per_year(periods) }}
+    ) - 1
+{% endmacro %}
+
+{# One-way turnover per year: half the value traded over the average equity, annualized. #}
+{% macro turnover(traded_value, equity, periods='sessions_per_year') %}
+    sum({{ traded_value }}) / 2 / avg({{ equity }}) * {{ periods_per_year(periods) }} / count(*)
+{% endmacro %}
+
+{# Each market's benchmark kind (total_return | price): stg_raw__benchmark.benchmark_kind
+   where the staging view has it, else price (datasets from before the column). #}
+{% macro benchmark_kinds() %}
+    {%- set relation = ref('stg_raw__benchmark') -%}
+    {%- set names = [] -%}
+    {%- if execute -%}
+        {%- for column in adapter.get_columns_in_relation(relation) -%}
+            {%- do names.append(column.name | lower) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select
+        market,
+        {% if 'benchmark_kind' in names -%}
+        coalesce(any_value(benchmark_kind), 'price')
+        {%- else -%}
+        'price'
+        {%- endif %} as benchmark_kind
+    from {{ relation }}
+    group by market
 {% endmacro %}
 
 {# Round-trip aggregates (win: net pnl > 0; loss: net pnl < 0; a trip at exactly 0 is

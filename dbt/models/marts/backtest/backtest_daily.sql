@@ -2,7 +2,9 @@
 -- simulated (backtest/simulation.py), plus the arm's portfolio per market (ticker
 -- '__portfolio__': the sum of its sleeves) and the benchmark's return on the session. The rows
 -- are the arm's own window; hold_* is buy-and-hold over that same window (excess_return's
--- comparison).
+-- comparison). risk_free_return (int_risk_free_daily) is the session's return of idle cash, the
+-- simulation's interest and the metrics' excess-return baseline; sessions_per_year is the
+-- market's annualisation (int_market_conventions).
 with sleeves as (
     select * from {{ ref('stg_landing__backtest_sleeves') }}
 ),
@@ -19,6 +21,14 @@ benchmark as (
             partition by market order by benchmark_date
         ) - 1 as benchmark_return
     from {{ ref('stg_raw__benchmark') }}
+),
+
+risk_free as (
+    select market, "date", risk_free_return from {{ ref('int_risk_free_daily') }}
+),
+
+conventions as (
+    select market, sessions_per_year from {{ ref('int_market_conventions') }}
 ),
 
 portfolio_sums as (
@@ -89,12 +99,18 @@ final as (
         unioned.initial_capital,
         unioned.hold_equity,
         unioned.hold_daily_return,
-        benchmark.benchmark_return
+        benchmark.benchmark_return,
+        risk_free.risk_free_return,
+        conventions.sessions_per_year
     from unioned
     inner join arms
         on unioned.arm = arms.arm and unioned.market = arms.market
     left join benchmark
         on unioned.market = benchmark.market and unioned."date" = benchmark.benchmark_date
+    left join risk_free
+        on unioned.market = risk_free.market and unioned."date" = risk_free."date"
+    left join conventions
+        on unioned.market = conventions.market
 )
 
 select * from final

@@ -29,6 +29,10 @@ models as (
     select * from {{ ref('models') }}
 ),
 
+benchmark_kinds as (
+    {{ benchmark_kinds() }}
+),
+
 with_drawdown as (
     {{ with_wealth_and_drawdown('daily', 'arm, market, ticker') }}
 ),
@@ -49,7 +53,7 @@ returns as (
         any_value(series_beta.beta) as beta,
         {{ alpha('daily_return', 'benchmark_return', 'series_beta.beta') }} as alpha,
         -- one-way turnover per year: half the value traded over the average equity
-        sum(traded_value) / 2 / avg(equity) * {{ annualization_days() }} / count(*) as turnover,
+        {{ turnover('traded_value', 'equity') }} as turnover,
         avg(exposure) as avg_exposure,
         sum(fees) as total_fees
     from with_drawdown
@@ -124,7 +128,9 @@ common_days as (
         own."date",
         own.daily_return,
         free.daily_return as free_daily_return,
-        own.benchmark_return
+        own.benchmark_return,
+        own.risk_free_return,
+        own.sessions_per_year
     from free_pairs as pairs
     inner join daily as own
         on pairs.arm = own.arm and pairs.market = own.market
@@ -186,6 +192,7 @@ combined as (
         {{ calmar('returns.annualized_return', 'returns.max_drawdown') }} as calmar,
         returns.alpha,
         returns.beta,
+        coalesce(benchmark_kinds.benchmark_kind, 'price') as benchmark_kind,
         coalesce(trade_stats.n_trades, 0) as n_trades,
         trade_stats.win_rate,
         trade_stats.profit_factor,
@@ -205,6 +212,8 @@ combined as (
         on returns.arm = arms.arm and returns.market = arms.market
     left join models
         on arms.model = models.model_id
+    left join benchmark_kinds
+        on returns.market = benchmark_kinds.market
     left join trade_stats
         on returns.arm = trade_stats.arm
         and returns.market = trade_stats.market

@@ -11,6 +11,10 @@ with portfolio as (
     where daily.ticker = '__portfolio__'
 ),
 
+benchmark_kinds as (
+    {{ benchmark_kinds() }}
+),
+
 with_drawdown as (
     {{ with_wealth_and_drawdown('portfolio', 'arm, market, regime') }}
 ),
@@ -56,6 +60,7 @@ trade_stats as (
 final as (
     select
         returns.*,
+        coalesce(benchmark_kinds.benchmark_kind, 'price') as benchmark_kind,
         {{ calmar('returns.annualized_return', 'returns.max_drawdown') }} as calmar,
         returns.total_return - returns.buy_and_hold_return as excess_return,
         coalesce(trade_stats.n_trades, 0) as n_trades,
@@ -63,6 +68,8 @@ final as (
         trade_stats.profit_factor,
         trade_stats.payoff_ratio
     from returns
+    left join benchmark_kinds
+        on returns.market = benchmark_kinds.market
     left join trade_stats
         on returns.arm = trade_stats.arm
         and returns.market = trade_stats.market
