@@ -221,6 +221,8 @@ def generate(data_dir: Path, n_sessions: int, pit: PitVars) -> Dataset:
     rows["universe"] = write_universe(data_dir, rng)
     rows["prices"] = write_prices(data_dir, days, rng)
     rows["benchmark"] = write_benchmark(data_dir, days, rng)
+    rows["corporate_actions"] = write_corporate_actions(data_dir, days, pit)
+    rows["risk_free"] = write_table(data_dir, "risk_free", {"date": [], "annual_rate": []})
     rows["news"] = write_news(data_dir, dataset, pit, rng)
     rows["reports"] = write_reports(data_dir, dataset, pit, rng)
     frame = session_table(MARKET, days[0], days[-1])
@@ -247,6 +249,32 @@ def random_walk(rng: np.random.Generator, shape: tuple[int, ...], start: np.ndar
     return start * np.exp(np.cumsum(returns, axis=0))
 
 
+@dataclass(frozen=True)
+class PlantedAction:
+    """A corporate action of ticker `ticker` on the session at `at` x the sessions; announced
+    `announced` before the ex-date's cutoff (negative: after it), or never (None)."""
+
+    ticker: int
+    at: float
+    split_ratio: float
+    dividend_share: float  # of the previous close
+    announced: pd.Timedelta | None
+
+
+# A split known days ahead, an unannounced dividend, a bonus issue with cash announced just
+# after the cutoff (known only from the next decision), and a dividend announced exactly at it.
+PLANTED_ACTIONS = (
+    PlantedAction(0, 1 / 3, 2.0, 0.0, pd.Timedelta(days=5)),
+    PlantedAction(1, 1 / 2, 1.0, 0.03, None),
+    PlantedAction(2, 2 / 3, 1.8, 0.01, -pd.Timedelta(minutes=10)),
+    PlantedAction(3, 3 / 4, 1.0, 0.02, pd.Timedelta(0)),
+)
+
+
+def planted_index(action: PlantedAction, n_days: int) -> int:
+    return max(1, int(action.at * n_days))
+
+
 def write_prices(data_dir: Path, days: list[date], rng: np.random.Generator) -> int:
     n_days = len(days)
     close = random_walk(rng, (n_days, TICKERS), rng.uniform(10, 300, TICKERS))
@@ -255,6 +283,13 @@ def write_prices(data_dir: Path, days: list[date], rng: np.random.Generator) -> 
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, close.shape))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, close.shape))
     volume = np.round(rng.lognormal(13, 0.5, close.shape))
+    # Prices as traded: from each ex-date on, the raw series drops by the action's factor.
+    for action in PLANTED_ACTIONS:
+        index = planted_index(action, n_days)
+        factor = (1 - action.dividend_share) / action.split_ratio
+        for bars in (open_, high, low, close):
+            bars[index:, action.ticker] *= factor
+        volume[index:, action.ticker] = np.round(volume[index:, action.ticker] * action.split_ratio)
     # Rows ticker by ticker, dates ascending: arrays are (day, ticker), so transpose first.
     return write_table(
         data_dir,
@@ -277,8 +312,36 @@ def write_benchmark(data_dir: Path, days: list[date], rng: np.random.Generator) 
     return write_table(
         data_dir,
         "benchmark",
-        {"date": np.array(days, dtype="datetime64[D]"), "close": close},
+        {
+            "date": np.array(days, dtype="datetime64[D]"),
+            "close": close,
+            "kind": np.full(len(days), "price"),
+        },
     )
+
+
+def write_corporate_actions(data_dir: Path, days: list[date], pit: PitVars) -> int:
+    """The planted actions; a dividend is its share of the raw close before the ex-date (read
+    back from the written prices, so it is exact)."""
+    prices = read_raw(data_dir, "prices", ["ticker", "date", "close"])
+    names = ticker_names()
+    columns: dict[str, list] = {name: [] for name in TABLES["corporate_actions"].column_names}
+    for action in PLANTED_ACTIONS:
+        index = planted_index(action, len(days))
+        ex_date = days[index]
+        ticker = prices[prices["ticker"] == names[action.ticker]]
+        previous = pd.to_datetime(ticker["date"]) == pd.Timestamp(days[index - 1])
+        before = float(ticker.loc[previous, "close"].iloc[0])
+        announced = None
+        if action.announced is not None:
+            announced = to_us(cutoff_of(ex_date, pit) - action.announced)
+        columns["ticker"].append(names[action.ticker])
+        columns["ex_date"].append(ex_date)
+        columns["split_ratio"].append(action.split_ratio)
+        columns["cash_dividend"].append(before * action.dividend_share)
+        columns["announced_at"].append(announced)
+    columns["announced_at"] = pa.array(columns["announced_at"], pa.timestamp("us", tz="UTC"))
+    return write_table(data_dir, "corporate_actions", columns)
 
 
 def news_counts(n_sessions: int) -> np.ndarray:
@@ -496,26 +559,74 @@ PRICE_COLUMNS = ["date", "open", "high", "low", "close", "volume"]
 NEWS_COLUMNS = ["published_at", "news_id", "headline", "source"]
 REPORT_COLUMNS = ["report_id", "fiscal_year", "published_at", "net_income"]
 FEATURE_SESSIONS = 61  # the longest feature window: ma_60; ret_20d and the prior-20 windows need 21
+ACTION_COLUMNS = ["ticker", "ex_date", "split_ratio", "cash_dividend", "announced_at"]
+ACTION_FACTORS = ["price_factor", "split_ratio"]
 
 
 def read_raw(data_dir: Path, table: str, columns: list[str]) -> pd.DataFrame:
     return pd.read_parquet(data_dir / "raw" / MARKET / f"{table}.parquet", columns=columns)
 
 
-def load_inputs(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[date]]:
+def load_inputs(
+    data_dir: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, list[date]]:
     prices = read_raw(data_dir, "prices", ["ticker", *PRICE_COLUMNS, "adj_factor"])
     prices["date"] = pd.to_datetime(prices["date"])
-    for column in ["open", "high", "low", "close"]:
-        prices[column] = prices[column] * prices["adj_factor"]
     prices = prices.sort_values(["ticker", "date"], ignore_index=True)
     news = read_raw(data_dir, "news", ["ticker", *NEWS_COLUMNS])
     reports = with_growth(read_raw(data_dir, "reports", ["ticker", *REPORT_COLUMNS]))
+    actions = corporate_actions(read_raw(data_dir, "corporate_actions", ACTION_COLUMNS), prices)
     calendar = read_raw(data_dir, "sessions", ["session_date"])["session_date"].sort_values()
     days = list(calendar)
     first, last = prices["date"].min().date(), prices["date"].max().date()
     pairs = zip(days[1:], days[:-1], strict=True)
     decisions = [day for day, before in pairs if day > first and before <= last]
-    return prices, news, reports, decisions
+    return prices, news, reports, actions, decisions
+
+
+def corporate_actions(actions: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+    """Each action with its price factor (1 - dividend / the raw close before the ex-date) /
+    split, and the moment it is known: announced_at, else the ex-date's session open (from
+    the exchange calendar, not the warehouse's market_rules seed)."""
+    rows = []
+    for action in actions.itertuples(index=False):
+        ex_date = pd.Timestamp(action.ex_date)
+        earlier = prices[(prices["ticker"] == action.ticker) & (prices["date"] < ex_date)]
+        share = action.cash_dividend / earlier["close"].iloc[-1] if len(earlier) else 0.0
+        known = action.announced_at
+        if pd.isna(known):
+            known = session_open_utc(MARKET, ex_date.date())
+        rows.append(
+            {
+                "ticker": action.ticker,
+                "ex_date": ex_date,
+                "known_from": pd.Timestamp(known),
+                "price_factor": (1 - share) / action.split_ratio,
+                "split_ratio": action.split_ratio,
+            }
+        )
+    return pd.DataFrame(rows, columns=["ticker", "ex_date", "known_from", *ACTION_FACTORS])
+
+
+def on_decision_basis(
+    recent: pd.DataFrame, actions: pd.DataFrame, day: date, cutoff: pd.Timestamp
+) -> pd.DataFrame:
+    """The visible bars as the decision of `day` is shown them: each raw bar times the factors
+    of the actions known at the cutoff that took effect after it (ex_date <= day), and times its
+    adj_factor over the ticker's last visible adj_factor. Everything else is computed from
+    these levels directly."""
+    known = actions[(actions["ex_date"] <= pd.Timestamp(day)) & (actions["known_from"] < cutoff)]
+    price = recent["adj_factor"] / recent.groupby("ticker")["adj_factor"].transform("last")
+    shares = pd.Series(1.0, index=recent.index)
+    for action in known.itertuples(index=False):
+        before = (recent["ticker"] == action.ticker) & (recent["date"] < action.ex_date)
+        price = price.where(~before, price * action.price_factor)
+        shares = shares.where(~before, shares * action.split_ratio)
+    shown = recent.copy()
+    for column in ["open", "high", "low", "close"]:
+        shown[column] = recent[column] * price
+    shown["volume"] = recent["volume"] * shares
+    return shown
 
 
 def with_growth(reports: pd.DataFrame) -> pd.DataFrame:
@@ -533,11 +644,10 @@ def with_growth(reports: pd.DataFrame) -> pd.DataFrame:
     return merged.drop(columns=["prior_year", "prior_net_income"])
 
 
-def price_features(visible: pd.DataFrame) -> pd.DataFrame:
+def price_features(window: pd.DataFrame, sessions_seen: pd.Series) -> pd.DataFrame:
     """Every feature of int_price_features for the last visible bar of each ticker, with the
-    same minimum-history rules."""
-    sessions_seen = visible.groupby("ticker").size()
-    window = visible.groupby("ticker").tail(FEATURE_SESSIONS).copy()
+    same minimum-history rules, from its last FEATURE_SESSIONS bars (on one basis)."""
+    window = window.copy()
     closes = window.groupby("ticker")["close"]
     window["ret_1d"] = closes.pct_change()
     window["lag_5"] = closes.shift(5)
@@ -648,11 +758,16 @@ def naive_snapshot(
     prices: pd.DataFrame,
     news: pd.DataFrame,
     reports: pd.DataFrame,
+    actions: pd.DataFrame,
     pit: PitVars,
 ) -> pd.DataFrame:
     cutoff = cutoff_of(day, pit)
     visible = prices[prices["date"] < pd.Timestamp(day)]
-    snapshot = price_features(visible).join(price_lists(visible, pit))
+    sessions_seen = visible.groupby("ticker").size()
+    recent = visible.groupby("ticker").tail(max(FEATURE_SESSIONS, pit.price_sessions))
+    shown = on_decision_basis(recent, actions, day, cutoff)
+    window = shown.groupby("ticker").tail(FEATURE_SESSIONS)
+    snapshot = price_features(window, sessions_seen).join(price_lists(shown, pit))
     snapshot = snapshot.join(news_lists(news, cutoff, pit)).join(latest_report(reports, cutoff))
     for column in [f"news_{name}" for name in NEWS_COLUMNS]:
         snapshot[column] = [items if isinstance(items, list) else [] for items in snapshot[column]]
@@ -665,10 +780,10 @@ def naive_snapshot(
 
 def build_naive(data_dir: Path, out_dir: Path, pit: PitVars) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
-    prices, news, reports, decisions = load_inputs(data_dir)
+    prices, news, reports, actions, decisions = load_inputs(data_dir)
     snapshots = 0
     for index, day in enumerate(decisions, start=1):
-        snapshot = naive_snapshot(day, prices, news, reports, pit)
+        snapshot = naive_snapshot(day, prices, news, reports, actions, pit)
         snapshot.to_parquet(out_dir / f"{day}.parquet", index=False)
         snapshots += len(snapshot)
         if index % 50 == 0 or index == len(decisions):
@@ -704,10 +819,18 @@ class Check:
     pit: str
     naive: str
     numeric: bool = False
+    numeric_list: bool = False  # lists of numbers, compared element by element
 
     @property
     def mismatch(self) -> str:
         left, right = f"p.{self.pit}", f"n.{self.naive}"
+        if self.numeric_list:
+            # Levels moved onto a decision's basis are products computed in another order.
+            return (
+                f"len({left}) is distinct from len({right}) or coalesce(list_bool_or("
+                f"list_transform(range(len({left})), lambda i: abs({left}[i + 1] - {right}[i + 1])"
+                f" > 1e-9 * greatest(1, abs({right}[i + 1])))), false)"
+            )
         if not self.numeric:
             return f"{left} is distinct from {right}"
         return (
@@ -720,7 +843,7 @@ class Check:
 CHECKS: dict[str, Check] = {
     "information_cutoff": Check("information_cutoff", "information_cutoff"),
     "price_history dates": Check("ph_date", "ph_date"),
-    "price_history closes": Check("ph_close", "ph_close"),
+    "price_history closes": Check("ph_close", "ph_close", numeric_list=True),
     "news ids": Check("news_ids", "news_news_id"),
     "report id": Check("report_id", "report_report_id"),
     "report growth": Check("report_growth", "report_net_income_growth", numeric=True),

@@ -368,7 +368,7 @@ def format_summary(manifests: list[dict]) -> str:
             span = f"  {first} .. {last}" if first else ""
             quarantined = manifest["quarantined"][table]
             note = f"  quarantined {quarantined}" if quarantined else ""
-            lines.append(f"  {table:<10} {rows:>8} rows{span}{note}")
+            lines.append(f"  {table:<17} {rows:>8} rows{span}{note}")
         missing = manifest["missing_sessions_accepted"]
         if missing:
             count = sum(len(days) for days in missing.values())

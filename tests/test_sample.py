@@ -177,7 +177,7 @@ def test_cn_moves_stay_within_price_limits_and_volume_in_lots(sample):
     hits = 0  # closes at the limit (up or down)
     for ticker, rows in prices.groupby("ticker"):
         pct = limits[ticker]
-        prev = rows["close"].to_numpy()[:-1]
+        prev = rows["close"].to_numpy()[:-1].copy()
         # On an ex-date the exchange's reference is the ex price: (close - dividend) / split.
         actions = frames["corporate_actions"]
         for event in actions[actions["ticker"] == ticker].itertuples():

@@ -301,3 +301,16 @@ def test_a_build_writes_dbt_run_artefacts_under_the_data_dir_only(sample_copy: D
     target, logs = dbt_run_dirs(data)
     assert (target / "run_results.json").is_file() and (logs / "dbt.log").is_file()
     assert not [path for path in target.iterdir() if path.is_dir() and "-" in path.name]
+
+
+def test_sample_corporate_actions_move_raw_prices_but_no_feature(sample_warehouse: DataLayout):
+    raw = _query(
+        sample_warehouse,
+        "select min(close / prior) as worst from (select close, lag(close) over"
+        " (partition by market, ticker order by price_date) as prior from stg_raw__prices)",
+    )
+    assert raw["worst"].iloc[0] < 0.6  # the sample's splits halve (US) and /1.8 (CN) raw prices
+    features = _query(
+        sample_warehouse, "select max(abs(features.ret_1d)) as worst from pit_snapshots"
+    )
+    assert features["worst"].iloc[0] < 0.25  # moves stay within the CN 20 % limit and events
