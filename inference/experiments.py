@@ -188,6 +188,7 @@ class Experiment:
                 else (False,),
                 output_format=model.output_format if model else "json_schema",
                 concurrency=model.concurrency if model else 16,
+                modes=model.modes if model else None,
             )
         if model is None:
             raise ExperimentError(

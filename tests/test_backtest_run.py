@@ -119,7 +119,13 @@ def test_demo_ends_with_portfolio_metrics_per_arm_and_market(demo_run):
     for market in ("us", "cn"):
         for arm in (*arms, *BASELINE_ARMS):
             line = next(line for line in table.splitlines() if line.split()[:2] == [market, arm])
-            kind = "rule agent, NOT an LLM" if arm in arms else "baseline, NOT an LLM"
+            kind = (
+                "random control (guardrail's effect), NOT an LLM"
+                if arm == "random__strict"
+                else "rule agent, NOT an LLM"
+                if arm in arms
+                else "baseline, NOT an LLM"
+            )
             assert line.endswith(kind), line
     metrics = _query(layout, "select * from backtest_metrics where ticker = '__portfolio__'")
     assert len(metrics) == 2 * (len(arms) + len(BASELINE_ARMS))
@@ -129,6 +135,9 @@ def test_demo_ends_with_portfolio_metrics_per_arm_and_market(demo_run):
         and metrics[metrics["mode"] != "strict"]["fidelity"].isna().all()
     )
     assert (metrics[metrics["arm_kind"] == "reference"]["parse_failure_rate"] == 0).all()
+    # The guardrail's control sits beside each Strict rule agent.
+    controls = strict.groupby("arm")["control_arm"].agg(lambda arms: set(arms.dropna()))
+    assert controls.to_dict() == {"reference__strict": {"random__strict"}, "random__strict": set()}
     regimes = _query(layout, "select distinct market, regime from regime_metrics")
     assert len(regimes) == 6  # every regime in both markets
 

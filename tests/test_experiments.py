@@ -38,7 +38,7 @@ def test_arms_are_the_full_cross_product_with_readable_slugs(tmp_path: Path):
 
 def test_default_experiments_run_offline():
     experiment = load_experiment()
-    assert {arm.model.backend for arm in experiment.arms} == {"reference"}
+    assert {arm.model.backend for arm in experiment.arms} == {"reference", "random"}
     assert not any(arm.model.is_llm for arm in experiment.arms)
 
 

@@ -166,10 +166,12 @@ class ReferenceBackend:
     """The rule agents' backend; `RandomBackend` the control's."""
 
     name = NAME
-    policy = staticmethod(decide)
 
     def __init__(self, contexts: Mapping[str, DecisionContext]) -> None:
         self._contexts = contexts
+
+    def answer(self, context: DecisionContext) -> dict[str, Any]:
+        return decide(context)  # looked up when called, so a test may patch `decide`
 
     async def run(self, requests: Sequence[ChatRequest]) -> AsyncIterator[Response]:
         for request in requests:
@@ -183,10 +185,12 @@ class ReferenceBackend:
                     error_class="no_context",
                 )
                 continue
-            text = json.dumps(self.policy(context))
+            text = json.dumps(self.answer(context))
             yield Response(request.hash, self.name, text, latency_ms=0.0, finish_reason="stop")
 
 
 class RandomBackend(ReferenceBackend):
     name = RANDOM_NAME
-    policy = staticmethod(decide_random)
+
+    def answer(self, context: DecisionContext) -> dict[str, Any]:
+        return decide_random(context)
