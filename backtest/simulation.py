@@ -493,7 +493,7 @@ def _corporate_action(
             cost_basis = max(cost_basis - received, 0.0)
     after = shares * split_ratio
     whole = np.floor(after + 1e-9)  # a fraction of a share is paid in cash at the reference
-    if whole < after:
+    if after - whole > 1e-9:  # (not the rounding error of e.g. 2400 x 1.8)
         received += (after - whole) * reference
     return cash + received, whole, reference, cost_basis, received
 
@@ -848,7 +848,7 @@ def simulate_one_series(
                     paid = max(paid - received, 0.0)
             after = shares * ratios[t]
             whole = math.floor(after + 1e-9)
-            if whole < after:
+            if after - whole > 1e-9:
                 received += (after - whole) * ex_reference
             cash, shares, last_close = cash + received, whole, ex_reference
         reference = last_close if prev_close is None else float(prev_close[t])

@@ -9,6 +9,8 @@ from datetime import date
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dagster_project.cli import main
 from dagster_project.inference_assets import decide
@@ -36,7 +38,28 @@ def _books(layout: DataLayout) -> pd.DataFrame:
     return _read(layout.book_files)
 
 
+def _corporate_actions(layout: DataLayout, market: str, day: str, split: float, cash: float):
+    """Every ticker of the market goes ex on `day` (the raw file the ingest writes)."""
+    tickers = pd.read_parquet(layout.raw_file(market, "universe"))["ticker"]
+    events = pd.DataFrame(
+        {
+            "market": market,
+            "ticker": tickers,
+            "ex_date": pd.Timestamp(day).date(),
+            "split_ratio": split,
+            "cash_dividend": cash,
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(events, preserve_index=False),
+        layout.raw_file(market, "corporate_actions"),
+    )
+
+
 def test_backtest_reproduces_the_stepwise_book_row_for_row(sample_copy: DataLayout):
+    # Corporate actions inside the window: the book steps through them as the backtest does.
+    _corporate_actions(sample_copy, "us", "2025-11-04", 2.0, 0.1)
+    _corporate_actions(sample_copy, "cn", "2025-11-06", 1.3, 0.25)
     common = ["--data-dir", str(sample_copy.data_dir)]
     arms = [arg for slug in ARMS for arg in ("--arm", slug)]
     assert main([*common, "infer", *arms, "--start", WINDOW[0], "--end", WINDOW[1]]) == 0
@@ -46,6 +69,11 @@ def test_backtest_reproduces_the_stepwise_book_row_for_row(sample_copy: DataLayo
     assert set(books["arm"]) == set(ARMS) and set(books["market"]) == {"us", "cn"}
     assert (books["order_status"] == "limit_up").any()  # a blocked order is in the book
     assert (books["traded_shares"] < 0).any() and (books["traded_shares"] > 0).any()
+    ordered = books.sort_values(KEYS)
+    held_before = ordered.groupby(["arm", "market", "ticker"])["shares"].shift()
+    split = (ordered["traded_shares"] == 0) & (held_before > 0)
+    split &= (ordered["market"] == "us") & (pd.to_datetime(ordered["date"]) == "2025-11-04")
+    assert split.any() and (ordered["shares"][split] == 2 * held_before[split]).all()
     merged = books.merge(sleeves, on=KEYS, how="left", suffixes=("", "_backtest"), indicator=True)
     assert (merged["_merge"] == "both").all(), "every book row is a backtest row"
     shared = [c for c in sleeves.columns if c not in KEYS and c in books.columns]

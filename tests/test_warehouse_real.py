@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dagster_project.cli import main
+from ingest.layout import DataLayout
 from tests.conftest import REAL_CONTRACT
 from tests.test_warehouse import PIT_RULES
 
@@ -77,3 +82,44 @@ def test_real_news_is_shown_and_cn_has_none(real_warehouse: Path):
         "select count(*), sum(len(news)), count(report) from pit_snapshots where market = 'cn'",
     )
     assert cn[0] > 300 and cn[1] == 0 and cn[2] == 0
+
+
+def test_catl_bonus_shares_and_dividend_are_a_total_return(real_warehouse: Path, tmp_path):
+    """CATL (300750) went ex 8 bonus shares per 10 and 2.52 CNY on 2023-04-26 (its close fell
+    from 385.90 to 224.50): buy-and-hold across it has no -40 % day, and the position's return
+    that day is (1.8 x close_0426 + 2.52) / close_0425 - 1; fees are paid on the entry only."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(real_warehouse.parent, data_dir)
+    layout = DataLayout(data_dir)
+    raw = layout.raw_file("cn", "corporate_actions")
+    if not raw.is_file():  # until the ingest loads the optional file: the contract's CSV
+        events = pd.read_csv(REAL_CONTRACT / "cn" / "corporate_actions.csv", dtype={"ticker": str})
+        events["ex_date"] = pd.to_datetime(events["ex_date"]).dt.date
+        pq.write_table(pa.Table.from_pandas(events, preserve_index=False), raw)
+    args = ["--data-dir", str(data_dir), "backtest", "--market", "cn"]
+    args += ["--baseline", "buy_and_hold", "--start", "2023-04-20", "--end", "2023-05-10"]
+    assert main(args) == 0
+    with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
+        rows = connection.execute(
+            "select date, shares, position_value, cash, fees, daily_return, risk_free_return "
+            "from backtest_daily where arm = 'buy_and_hold' and ticker = '300750' order by date"
+        ).df()
+    rows = rows.set_index(pd.to_datetime(rows["date"]))
+    before, on = rows.loc["2023-04-25"], rows.loc["2023-04-26"]
+    assert on["shares"] == before["shares"] * 1.8
+    assert rows["daily_return"].min() > -0.1
+    hand = (1.8 * 224.5 + 2.52) / 385.9 - 1
+    dividend = before["shares"] * 2.52
+    assert (on["position_value"] + dividend) / before["position_value"] - 1 == pytest.approx(
+        hand, rel=1e-12
+    )
+    assert on["cash"] == pytest.approx(
+        before["cash"] * (1 + on["risk_free_return"]) + dividend, rel=1e-12
+    )
+    # the sleeve: the stock's return on its invested share, the cash's rf on the rest
+    equity_before = before["position_value"] + before["cash"]
+    expected = (
+        before["position_value"] * hand + before["cash"] * on["risk_free_return"]
+    ) / equity_before
+    assert on["daily_return"] == pytest.approx(expected, rel=1e-9)
+    assert on["fees"] == 0 and (rows["fees"].iloc[1:] == 0).all() and rows["fees"].iloc[0] > 0
