@@ -16,9 +16,9 @@
         window_return,
         regime,
         -- a new episode starts where the regime differs from the previous session's
-        sum(case when regime is distinct from previous_regime then 1 else 0 end) over (
+        cast(sum(case when regime is distinct from previous_regime then 1 else 0 end) over (
             partition by market order by "date" rows between unbounded preceding and current row
-        ) as episode
+        ) as bigint) as episode
     from (
         select
             *,

@@ -28,7 +28,7 @@ final as (
         {{ return_metrics('daily_return', 'drawdown') }},
         count(distinct episode) as n_episodes,
         {{ total_return('hold_daily_return') }} as buy_and_hold_return,
-        {{ total_return('daily_return') }} - {{ total_return('hold_daily_return') }}
+        ({{ total_return('daily_return') }}) - ({{ total_return('hold_daily_return') }})
             as excess_return,
         avg(exposure) as avg_exposure
     from with_drawdown
