@@ -129,11 +129,14 @@ def test_demo_ends_with_portfolio_metrics_per_arm_and_market(demo_run):
             assert line.endswith(kind), line
     metrics = _query(layout, "select * from backtest_metrics where ticker = '__portfolio__'")
     assert len(metrics) == 2 * (len(arms) + len(BASELINE_ARMS))
-    strict = metrics[metrics["mode"] == "strict"]
+    # fidelity in Strict, and in Guided as a reference; the rule agent trades on firing rules
+    ruled = metrics[metrics["mode"].isin(["strict", "guided"])]
     assert (
-        strict["fidelity"].notna().all()
-        and metrics[metrics["mode"] != "strict"]["fidelity"].isna().all()
+        ruled["fidelity"].notna().all()
+        and metrics[~metrics["mode"].isin(["strict", "guided"])]["fidelity"].isna().all()
     )
+    # the rule agent changes its exposure only on its rule's firing entry or exit
+    assert (ruled[ruled["arm_kind"] == "reference"]["fidelity"] == 1.0).all()
     assert (metrics[metrics["arm_kind"] == "reference"]["parse_failure_rate"] == 0).all()
     # The guardrail's control sits beside each Strict rule agent.
     controls = strict.groupby("arm")["control_arm"].agg(lambda arms: set(arms.dropna()))

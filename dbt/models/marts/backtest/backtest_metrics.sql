@@ -1,7 +1,8 @@
 -- One row per arm, market and ticker, '__portfolio__' included (DESIGN §8), each over the
 -- arm's own window (its rows of backtest_daily). The conventions are the macros of
--- macros/metrics.sql, documented in _backtest__models.yml. Comparisons: excess_return and
--- win_rate_trap against buy-and-hold over the arm's own window (hold_daily_return);
+-- macros/metrics.sql, documented in _backtest__models.yml. Comparisons: excess_return against
+-- buy-and-hold over the arm's own window (hold_daily_return); win_rate_trap against that
+-- buy-and-hold scaled by the arm's mean exposure (exposure_matched_return);
 -- alignment_tax against the Free arm over the sessions both arms have (the common window,
 -- alignment_tax_start .. alignment_tax_end).
 with daily as (
@@ -23,6 +24,78 @@ decisions as (
         on decisions.arm = arms.arm
         and decisions.market = arms.market
         and decisions.decision_date between arms.window_start and arms.window_end
+),
+
+-- The rules that fired on each decision's snapshot (what the guardrail read).
+snapshot_signals as (
+    select market, ticker, decision_date, signals from {{ ref('pit_snapshots') }}
+),
+
+-- Fidelity v2 (macros/fidelity.sql): each parsed answer's own proposal, before the guardrail,
+-- against the book's previous exposure and the rules firing that day.
+proposals as (
+    select
+        decisions.arm,
+        decisions.market,
+        decisions.ticker,
+        coalesce(decisions.previous_exposure, 0.0) as previous,
+        {{ proposed_exposure(
+            'decisions.proposed_action',
+            'decisions.proposed_target_exposure',
+            'coalesce(decisions.previous_exposure, 0.0)'
+        ) }} as proposed,
+        {{ cited_rule_fires('snapshot_signals.signals', 'decisions."rule"', 'entry') }}
+            as cited_entry_fires,
+        {{ cited_rule_fires('snapshot_signals.signals', 'decisions."rule"', 'exit') }}
+            as cited_exit_fires,
+        {{ any_rule_fires('snapshot_signals.signals', 'entry') }} as entry_fires,
+        {{ any_rule_fires('snapshot_signals.signals', 'exit') }} as exit_fires
+    from decisions
+    left join snapshot_signals
+        on decisions.market = snapshot_signals.market
+        and decisions.ticker = snapshot_signals.ticker
+        and decisions.decision_date = snapshot_signals.decision_date
+    where decisions.answered
+        and decisions.parse_status != 'failed'
+        and decisions.proposed_action is not null
+),
+
+proposal_flags as (
+    select
+        arm,
+        market,
+        ticker,
+        proposed > previous + {{ exposure_tolerance() }} as raises,
+        proposed < previous - {{ exposure_tolerance() }} as lowers,
+        -- a firing rule the book leaves room to follow: an entry while below full exposure,
+        -- an exit while holding
+        entry_fires and previous < 1 - {{ exposure_tolerance() }} as entry_open,
+        exit_fires and previous > {{ exposure_tolerance() }} as exit_open,
+        cited_entry_fires,
+        cited_exit_fires
+    from proposals
+),
+
+proposal_rows as (
+    select * from proposal_flags
+    union all
+    select * replace ('__portfolio__' as ticker) from proposal_flags
+),
+
+proposal_stats as (
+    select
+        arm,
+        market,
+        ticker,
+        count(*) filter (where raises or lowers) as n_changing_proposals,
+        count(*) filter (where not (raises or lowers)) as n_abstentions,
+        count(*) filter (where entry_open or exit_open) as n_firing_days,
+        avg(case when (raises and cited_entry_fires) or (lowers and cited_exit_fires)
+            then 1.0 else 0.0 end) filter (where raises or lowers) as fidelity,
+        avg(case when (entry_open and raises) or (exit_open and lowers) then 1.0 else 0.0 end)
+            filter (where entry_open or exit_open) as fidelity_acted
+    from proposal_rows
+    group by arm, market, ticker
 ),
 
 models as (
@@ -93,9 +166,8 @@ decision_stats as (
         stddev_samp(confidence) filter (where parse_status != 'failed') as confidence_std,
         avg(case when parse_status = 'failed' then 1.0 else 0.0 end) filter (where answered)
             as parse_failure_rate,
-        case when any_value("mode") = 'strict' then
-            avg(case when guardrail_status = 'pass' then 1.0 else 0.0 end) filter (where answered)
-        end as fidelity
+        -- fidelity is read against the rules in Strict, and in Guided as a reference
+        any_value("mode") in ('strict', 'guided') as rules_apply
     from decision_rows
     group by arm, market, ticker
 ),
@@ -206,7 +278,12 @@ combined as (
         coalesce(decision_stats.n_no_answer, 0) as n_no_answer,
         decision_stats.confidence_std,
         decision_stats.parse_failure_rate,
-        decision_stats.fidelity
+        case when decision_stats.rules_apply then proposal_stats.fidelity end as fidelity,
+        case when decision_stats.rules_apply then proposal_stats.fidelity_acted end
+            as fidelity_acted,
+        coalesce(proposal_stats.n_changing_proposals, 0) as n_changing_proposals,
+        coalesce(proposal_stats.n_abstentions, 0) as n_abstentions,
+        coalesce(proposal_stats.n_firing_days, 0) as n_firing_days
     from returns
     inner join arms
         on returns.arm = arms.arm and returns.market = arms.market
@@ -222,21 +299,28 @@ combined as (
         on returns.arm = decision_stats.arm
         and returns.market = decision_stats.market
         and returns.ticker = decision_stats.ticker
+    left join proposal_stats
+        on returns.arm = proposal_stats.arm
+        and returns.market = proposal_stats.market
+        and returns.ticker = proposal_stats.ticker
 ),
 
 final as (
     select
         combined.*,
         combined.total_return - combined.buy_and_hold_return as excess_return,
+        {{ exposure_matched_return('combined.avg_exposure', 'combined.buy_and_hold_return') }}
+            as exposure_matched_return,
         alignment.alignment_tax,
         alignment.alignment_tax_start,
         alignment.alignment_tax_end,
-        coalesce(
-            combined.n_trades >= {{ var('win_rate_trap_min_trades') }}
-            and combined.win_rate > {{ var('win_rate_trap_min_win_rate') }}
-            and combined.total_return < combined.buy_and_hold_return,
-            false
-        ) as win_rate_trap
+        {{ win_rate_trap(
+            'combined.n_trades',
+            'combined.win_rate',
+            'combined.payoff_ratio',
+            'combined.total_return',
+            exposure_matched_return('combined.avg_exposure', 'combined.buy_and_hold_return')
+        ) }} as win_rate_trap
     from combined
     left join alignment
         on combined.arm = alignment.arm

@@ -1,27 +1,21 @@
 -- The main metrics per arm, market and regime (DESIGN §8): each arm's portfolio on the
--- sessions of one benchmark regime (regime_labels), compounded over those sessions in date
--- order as if they were one series, with the round trips entered in that regime. Each arm
--- over its own window; excess_return against buy-and-hold over that window, on the same
--- sessions (hold_daily_return of backtest_daily).
-with portfolio as (
-    select daily.*, coalesce(regimes.regime, 'unlabelled') as regime
-    from {{ ref('backtest_daily') }} as daily
-    left join {{ ref('regime_labels') }} as regimes
-        on daily.market = regimes.market and daily."date" = regimes."date"
-    where daily.ticker = '__portfolio__'
+-- sessions of one benchmark regime (regime_labels), with the round trips entered in that
+-- regime. Order-free metrics (returns, volatility, ratios, CAPM) pool the regime's sessions;
+-- drawdown is path-dependent, so it is measured within each episode of the regime (a maximal
+-- run of one regime, regime_episodes) and max_drawdown is the worst episode's: no drawdown
+-- spans sessions of another regime. Each arm over its own window; excess_return against
+-- buy-and-hold over that window, on the same sessions (hold_daily_return of backtest_daily).
+with with_drawdown as (
+    {{ regime_episode_rows(ref('regime_labels')) }}
 ),
 
 benchmark_kinds as (
     {{ benchmark_kinds() }}
 ),
 
-with_drawdown as (
-    {{ with_wealth_and_drawdown('portfolio', 'arm, market, regime') }}
-),
-
 regime_beta as (
     select arm, market, regime, {{ beta('daily_return', 'benchmark_return') }} as beta
-    from portfolio
+    from with_drawdown
     group by arm, market, regime
 ),
 
@@ -37,6 +31,7 @@ returns as (
         any_value(is_llm) as is_llm,
         any_value(arm_kind) as arm_kind,
         {{ return_metrics('daily_return', 'drawdown') }},
+        count(distinct episode) as n_episodes,
         any_value(regime_beta.beta) as beta,
         {{ alpha('daily_return', 'benchmark_return', 'regime_beta.beta') }} as alpha,
         {{ total_return('benchmark_return') }} as benchmark_return,

@@ -29,7 +29,10 @@ final as (
         error_class,
         snapshot_hash,
         ingest_id,
-        config_hash
+        config_hash,
+        -- the model's own answer before the guardrail (fidelity reads it)
+        proposed_action,
+        proposed_target_exposure
     from source
 )
 
