@@ -95,7 +95,7 @@ def _benchmark() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     dates = pd.bdate_range(end=SESSIONS[-1], periods=len(SESSIONS) + 1)  # one session before
     closes = 3000 * np.cumprod(1 + rng.normal(0.0004, 0.01, len(dates)))
-    return pd.DataFrame({"market": MARKET, "date": dates.date, "close": closes})
+    return pd.DataFrame({"market": MARKET, "date": dates.date, "close": closes, "kind": "price"})
 
 
 def _risk_free() -> np.ndarray:
@@ -259,7 +259,7 @@ def _pit_snapshots() -> pd.DataFrame:
     """The signals of pit_snapshots (the only columns the backtest marts read)."""
     return pd.DataFrame(
         [
-            {"market": "us", "ticker": ticker, "decision_date": day, **_fires(index)}
+            {"market": MARKET, "ticker": ticker, "decision_date": day, **_fires(index)}
             for index, day in enumerate(SESSIONS.date)
             for ticker in TICKERS
         ]
@@ -353,13 +353,16 @@ def marts(tmp_path_factory: pytest.TempPathFactory):
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_LOG_PATH": str(layout.data_dir / "dbt_logs"),
     }
-    command = [DBT, "build", "--select", "+tag:backtest", "regime_episodes"]
-    command += ["--exclude", "+pit_snapshots"]
-    command += ["--profiles-dir", "."]
-    command += ["--target-path", str(layout.data_dir / "dbt_target")]
-    command += ["--log-path", str(layout.data_dir / "dbt_target")]  # nothing in the repo's dbt/
-    result = subprocess.run(command, cwd=DBT_DIR, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-5000:]
+    paths = ["--profiles-dir", ".", "--target-path", str(layout.data_dir / "dbt_target")]
+    paths += ["--log-path", str(layout.data_dir / "dbt_target")]  # nothing in the repo's dbt/
+    # The parents the snapshot models share with the backtest ones (the market conventions read
+    # market_rules and the calendar) first, then the backtest models without the snapshot ones.
+    shared = ["--select", "market_rules", "stg_raw__sessions"]
+    backtest = ["--select", "+tag:backtest", "regime_episodes", "--exclude", "+pit_snapshots"]
+    for selection in (shared, backtest):
+        command = [DBT, "build", *selection, *paths]
+        result = subprocess.run(command, cwd=DBT_DIR, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-5000:]
     with duckdb.connect(str(layout.warehouse), read_only=True) as connection:
         tables = {
             name: connection.sql(f"select * from {name}").df()

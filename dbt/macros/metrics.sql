@@ -78,24 +78,10 @@
     sum({{ traded_value }}) / 2 / avg({{ equity }}) * {{ periods_per_year(periods) }} / count(*)
 {% endmacro %}
 
-{# Each market's benchmark kind (total_return | price): stg_raw__benchmark.benchmark_kind
-   where the staging view has it, else price (datasets from before the column). #}
+{# Each market's benchmark kind (total_return | price), as its raw file declares it. #}
 {% macro benchmark_kinds() %}
-    {%- set relation = ref('stg_raw__benchmark') -%}
-    {%- set names = [] -%}
-    {%- if execute -%}
-        {%- for column in adapter.get_columns_in_relation(relation) -%}
-            {%- do names.append(column.name | lower) -%}
-        {%- endfor -%}
-    {%- endif -%}
-    select
-        market,
-        {% if 'benchmark_kind' in names -%}
-        coalesce(any_value(benchmark_kind), 'price')
-        {%- else -%}
-        'price'
-        {%- endif %} as benchmark_kind
-    from {{ relation }}
+    select market, coalesce(any_value(benchmark_kind), 'price') as benchmark_kind
+    from {{ ref('stg_raw__benchmark') }}
     group by market
 {% endmacro %}
 
