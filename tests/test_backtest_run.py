@@ -170,8 +170,9 @@ def test_decisions_after_the_last_bar_are_counted_not_traded(demo_run):
 def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
     """Each sleeve buys whole lots at the first open of the window (slippage and commission
     paid once) and holds: its final equity is the cash left, with the risk-free interest it
-    earned every session, plus the shares at the last close (the demo has no corporate
-    action)."""
+    earned every session, plus the shares at the last close; on a corporate action's ex-date
+    the dividend is paid on the shares held and the shares are multiplied by the split ratio
+    (a fraction of a share paid in cash at the ex-reference price): a total return."""
     layout, _ = demo_run
     rules = _query(layout, "select * from market_rules").set_index("market")
     daily = _query(
@@ -181,6 +182,12 @@ def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
         "order by market, ticker, date",
     )
     assert (daily["risk_free_return"] > 0).all()
+    events = {
+        (market, row.ticker, pd.Timestamp(row.ex_date).date()): (row.split_ratio, row.cash_dividend)
+        for market in ("us", "cn")
+        for row in pd.read_parquet(layout.raw_file(market, "corporate_actions")).itertuples()
+    }
+    split_tickers: set[tuple[str, str]] = set()
     checked = 0
     for (market, ticker), rows in daily.groupby(["market", "ticker"]):
         prices = pd.read_parquet(layout.raw_file(market, "prices"))
@@ -200,16 +207,31 @@ def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
                 rule["min_commission"], shares * open_price * rule["commission_bps"] / BPS
             )
         cash = capital - (shares * open_price + commission)
-        for rate in rf[1:]:
+        bought = shares
+        sessions = pd.to_datetime(rows["date"]).tolist()
+        for index, rate in enumerate(rf[1:], start=1):
             cash += cash * rate
+            event = events.get((market, ticker, sessions[index].date()))
+            if event is not None:
+                split_ratio, dividend = event
+                last_close = window["close"].loc[: sessions[index - 1]].iloc[-1]
+                cash += shares * dividend
+                whole = math.floor(shares * split_ratio + 1e-9)
+                cash += (shares * split_ratio - whole) * (last_close - dividend) / split_ratio
+                shares = whole
+                split_tickers.add((market, ticker))
         assert (
-            rows["traded_shares"].iloc[0] == shares and (rows["traded_shares"].iloc[1:] == 0).all()
+            rows["traded_shares"].iloc[0] == bought and (rows["traded_shares"].iloc[1:] == 0).all()
         )
         assert rows["fees"].sum() == pytest.approx(commission, abs=1e-9)
         final = cash + shares * window["close"].iloc[-1]
         assert rows["equity"].iloc[-1] == pytest.approx(final, rel=1e-12)
-        # the ticker's return from the filled open, on the invested share, less one commission
-        # (the interest on the cash left is less than a lot's worth times the rates)
+        checked += 1
+        if (market, ticker) in split_tickers:
+            continue
+        # without an event: the ticker's return from the filled open, on the invested share,
+        # less one commission (the interest on the cash left is less than a lot's worth times
+        # the rates)
         invested = shares * open_price / 1e6
         assert invested > 1 - (lot * open_price + commission) / 1e6 - rf[0]  # all but a lot
         price_return = window["close"].iloc[-1] / open_price - 1
@@ -218,8 +240,7 @@ def test_buy_and_hold_is_the_tickers_return_net_of_one_entry(demo_run):
         assert (final - interest) / 1e6 - 1 == pytest.approx(
             invested * price_return - commission / 1e6, abs=1e-9
         )
-        checked += 1
-    assert checked == 28
+    assert checked == 28 and split_tickers  # the sample has events in the window
 
 
 def test_backtest_names_an_arm_without_decisions(demo_run, capsys):
