@@ -243,6 +243,7 @@ def test_backtest_models_build_apart_after_the_simulation():
         "backtest_trades",
         "backtest_metrics",
         "regime_metrics",
+        "decision_training_window",
     }
     assert not warehouse & set(backtest) and "regime_labels" in warehouse
     assert {spec.group_name for spec in backtest.values()} == {"backtest"}
