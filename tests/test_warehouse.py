@@ -244,6 +244,7 @@ def test_backtest_models_build_apart_after_the_simulation():
         "backtest_metrics",
         "regime_metrics",
         "regime_sensitivity",
+        "decision_training_window",
     }
     assert not warehouse & set(backtest) and "regime_labels" in warehouse
     assert {spec.group_name for spec in backtest.values()} == {"backtest"}

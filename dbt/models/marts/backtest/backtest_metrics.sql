@@ -358,7 +358,8 @@ training_window_stats as (
 ),
 
 -- Each Strict arm with the guardrail's control: the `random` agent in Strict mode of the same
--- attitude, replicate and view, on the same market.
+-- attitude, replicate and view, on the same market (the first by slug should there be several
+-- control models, so no series is mixed).
 control_pairs as (
     select arms.arm, arms.market, control.arm as control_arm
     from arms
@@ -371,6 +372,7 @@ control_pairs as (
         and control.replicate = arms.replicate
         and control."view" is not distinct from arms."view"
         and control.market = arms.market
+    qualify row_number() over (partition by arms.arm, arms.market order by control.arm) = 1
 ),
 
 -- Both arms' series on the sessions both were simulated on, with wealth and drawdown of each
