@@ -1,4 +1,4 @@
--- One row per market: the metrics' annualisation (sessions a year) and the constant
+-- One row per ingested market (one with a calendar): the metrics' annualisation (sessions a year) and the constant
 -- risk-free rate (DESIGN §8). sessions_per_year is the seed's where given (US 252); where the
 -- seed leaves it empty (CN) it is derived from the ingested calendar: the mean number of
 -- sessions of the calendar years it covers in full (a session on or before 7 January and one
@@ -49,7 +49,7 @@ final as (
             as sessions_per_year_source,
         rules.risk_free_rate
     from rules
-    left join from_calendar on rules.market = from_calendar.market
+    inner join from_calendar on rules.market = from_calendar.market
 )
 
 select * from final
