@@ -192,25 +192,7 @@ free_pairs as (
 
 -- Both arms' returns on the sessions both were simulated on: their common window.
 common_days as (
-    select
-        pairs.arm,
-        pairs.market,
-        pairs.free_arm,
-        own.ticker,
-        own."date",
-        own.daily_return,
-        free.daily_return as free_daily_return,
-        own.benchmark_return,
-        own.risk_free_return,
-        own.sessions_per_year
-    from free_pairs as pairs
-    inner join daily as own
-        on pairs.arm = own.arm and pairs.market = own.market
-    inner join daily as free
-        on pairs.free_arm = free.arm
-        and own.market = free.market
-        and own.ticker = free.ticker
-        and own."date" = free."date"
+    {{ paired_sessions('free_pairs', 'free') }}
 ),
 
 common_beta as (
@@ -378,22 +360,7 @@ control_pairs as (
 -- Both arms' series on the sessions both were simulated on, with wealth and drawdown of each
 -- over those sessions only.
 control_days as (
-    select
-        pairs.arm,
-        pairs.market,
-        pairs.control_arm,
-        own.ticker,
-        own."date",
-        own.daily_return,
-        control.daily_return as control_daily_return
-    from control_pairs as pairs
-    inner join daily as own
-        on pairs.arm = own.arm and pairs.market = own.market
-    inner join daily as control
-        on pairs.control_arm = control.arm
-        and own.market = control.market
-        and own.ticker = control.ticker
-        and own."date" = control."date"
+    {{ paired_sessions('control_pairs', 'control') }}
 ),
 
 control_wealth as (
