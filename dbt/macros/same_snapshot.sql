@@ -4,3 +4,10 @@
     and {{ left }}.ticker = {{ right }}.ticker
     and {{ left }}.decision_date = {{ right }}.decision_date
 {%- endmacro %}
+
+{#- Join condition of two relations at the backtest series grain (arm, market, ticker). -#}
+{% macro same_series(left, right) -%}
+    {{ left }}.arm = {{ right }}.arm
+    and {{ left }}.market = {{ right }}.market
+    and {{ left }}.ticker = {{ right }}.ticker
+{%- endmacro %}

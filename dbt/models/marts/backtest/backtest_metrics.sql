@@ -274,17 +274,11 @@ combined as (
     left join benchmark_kinds
         on returns.market = benchmark_kinds.market
     left join trade_stats
-        on returns.arm = trade_stats.arm
-        and returns.market = trade_stats.market
-        and returns.ticker = trade_stats.ticker
+        on {{ same_series('returns', 'trade_stats') }}
     left join decision_stats
-        on returns.arm = decision_stats.arm
-        and returns.market = decision_stats.market
-        and returns.ticker = decision_stats.ticker
+        on {{ same_series('returns', 'decision_stats') }}
     left join proposal_stats
-        on returns.arm = proposal_stats.arm
-        and returns.market = proposal_stats.market
-        and returns.ticker = proposal_stats.ticker
+        on {{ same_series('returns', 'proposal_stats') }}
 ),
 
 final as (
@@ -305,9 +299,7 @@ final as (
         ) }} as win_rate_trap
     from combined
     left join alignment
-        on combined.arm = alignment.arm
-        and combined.market = alignment.market
-        and combined.ticker = alignment.ticker
+        on {{ same_series('combined', 'alignment') }}
 ),
 
 -- Answered decisions inside / outside the model's training window (decision_training_window;
@@ -316,9 +308,7 @@ training_window_rows as (
     select decisions.arm, decisions.market, decisions.ticker, flags.in_training_window
     from decisions
     inner join {{ ref('decision_training_window') }} as flags
-        on decisions.arm = flags.arm
-        and decisions.market = flags.market
-        and decisions.ticker = flags.ticker
+        on {{ same_series('decisions', 'flags') }}
         and decisions.decision_date = flags.decision_date
     where decisions.answered
 ),
@@ -405,13 +395,9 @@ with_context as (
         control_figures.drawdown_vs_control
     from final
     left join training_window_stats
-        on final.arm = training_window_stats.arm
-        and final.market = training_window_stats.market
-        and final.ticker = training_window_stats.ticker
+        on {{ same_series('final', 'training_window_stats') }}
     left join control_figures
-        on final.arm = control_figures.arm
-        and final.market = control_figures.market
-        and final.ticker = control_figures.ticker
+        on {{ same_series('final', 'control_figures') }}
 )
 
 select * from with_context
