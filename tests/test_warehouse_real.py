@@ -8,8 +8,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dagster_project.cli import main
@@ -91,11 +89,10 @@ def test_catl_bonus_shares_and_dividend_are_a_total_return(real_warehouse: Path,
     data_dir = tmp_path / "data"
     shutil.copytree(real_warehouse.parent, data_dir)
     layout = DataLayout(data_dir)
-    raw = layout.raw_file("cn", "corporate_actions")
-    if not raw.is_file():  # until the ingest loads the optional file: the contract's CSV
-        events = pd.read_csv(REAL_CONTRACT / "cn" / "corporate_actions.csv", dtype={"ticker": str})
-        events["ex_date"] = pd.to_datetime(events["ex_date"]).dt.date
-        pq.write_table(pa.Table.from_pandas(events, preserve_index=False), raw)
+    events = pd.read_parquet(layout.raw_file("cn", "corporate_actions"))  # as the ingest loaded it
+    assert events[["ticker", "split_ratio", "cash_dividend"]].values.tolist() == [
+        ["300750", 1.8, 2.52]
+    ]
     args = ["--data-dir", str(data_dir), "backtest", "--market", "cn"]
     args += ["--baseline", "buy_and_hold", "--start", "2023-04-20", "--end", "2023-05-10"]
     assert main(args) == 0
