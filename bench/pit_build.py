@@ -650,6 +650,7 @@ def price_features(window: pd.DataFrame, sessions_seen: pd.Series) -> pd.DataFra
     window = window.copy()
     closes = window.groupby("ticker")["close"]
     window["ret_1d"] = closes.pct_change()
+    window["lag_1"] = closes.shift(1)
     window["lag_5"] = closes.shift(5)
     window["lag_20"] = closes.shift(20)
     change = closes.diff()
@@ -665,6 +666,7 @@ def price_features(window: pd.DataFrame, sessions_seen: pd.Series) -> pd.DataFra
         return preceding.groupby("ticker")
 
     last_14 = newest(14)[["gain", "loss"]].mean()
+    previous_14 = before_last(14)[["gain", "loss"]].mean()
     avg_gain, avg_loss = last_14["gain"], last_14["loss"]
     last_20 = newest(20)
     prior_20 = before_last(20)
@@ -678,9 +680,14 @@ def price_features(window: pd.DataFrame, sessions_seen: pd.Series) -> pd.DataFra
             "ma_5": newest(5)["close"].mean(),
             "ma_20": last_20["close"].mean(),
             "ma_60": newest(60)["close"].mean(),
-            # The MAs of the session before the last, for S2's crossover (not compared).
+            # The session before the last, for S2's and S3's crossovers (not compared).
             "ma_5_previous": before_last(5)["close"].mean(),
             "ma_20_previous": prior_20["close"].mean(),
+            "ma_60_previous": before_last(60)["close"].mean(),
+            "close_previous": last["lag_1"],
+            "rsi_14_previous": (
+                100.0 - 100.0 / (1.0 + previous_14["gain"] / previous_14["loss"])
+            ).where(previous_14["loss"] != 0, 100.0),
             "rsi_14": (100.0 - 100.0 / (1.0 + avg_gain / avg_loss)).where(avg_loss != 0, 100.0),
             "volatility_20d": last_20["ret_1d"].std(),
             "volume_ratio_20d": last["volume"] / prior_volume.where(prior_volume != 0),
@@ -690,7 +697,7 @@ def price_features(window: pd.DataFrame, sessions_seen: pd.Series) -> pd.DataFra
     )
     fewest_sessions = {
         "ret_5d": 6, "ma_5": 5, "ma_20": 20, "ma_60": 60, "rsi_14": 15, "ma_5_previous": 6,
-        "ma_20_previous": 21,
+        "ma_20_previous": 21, "ma_60_previous": 61, "rsi_14_previous": 16,
     }  # fmt: skip
     for column, fewest in fewest_sessions.items():
         features.loc[sessions_seen < fewest, column] = np.nan
@@ -712,6 +719,10 @@ def strategy_signals(snapshot: pd.DataFrame, cutoff: pd.Timestamp, pit: PitVars)
     unknown_before = previous_5.isna() | previous_20.isna()
     was_above = (previous_5 > previous_20) | unknown_before
     was_below = (previous_5 < previous_20) | unknown_before
+    previous_rsi = snapshot["rsi_14_previous"]
+    was_over_exit_rsi = (previous_rsi > pit.rsi_exit) | previous_rsi.isna()
+    previous_close, previous_60 = snapshot["close_previous"], snapshot["ma_60_previous"]
+    was_under_ma_60 = (previous_close < previous_60) | previous_close.isna() | previous_60.isna()
     return pd.DataFrame(
         {
             "s1_entry": (close > snapshot["prior_high_20"]) & (snapshot["volume_ratio_20d"] > 1),
@@ -719,7 +730,8 @@ def strategy_signals(snapshot: pd.DataFrame, cutoff: pd.Timestamp, pit: PitVars)
             "s2_entry": (snapshot["ma_5"] > snapshot["ma_20"]) & ~was_above,
             "s2_exit": (snapshot["ma_5"] < snapshot["ma_20"]) & ~was_below,
             "s3_entry": (snapshot["rsi_14"] < pit.rsi_entry) & (close > snapshot["ma_60"]),
-            "s3_exit": (snapshot["rsi_14"] > pit.rsi_exit) | (close < snapshot["ma_60"]),
+            "s3_exit": ((snapshot["rsi_14"] > pit.rsi_exit) & ~was_over_exit_rsi)
+            | ((close < snapshot["ma_60"]) & ~was_under_ma_60),
             "s4_entry": (growth >= pit.s4_surprise) | (tone >= pit.s4_news_tone),
             "s4_exit": (growth <= -pit.s4_surprise) | (tone <= -pit.s4_news_tone),
         },

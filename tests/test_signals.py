@@ -1,7 +1,8 @@
 """S1-S4 as events: their firing rates, and the rule-only baseline that holds between them.
 
-The SQL of the rules is unit-tested in dbt (_int__models.yml: the S2 cross, S4 on Chinese and
-English headlines); here the sample warehouse shows the rules are events, not states."""
+The SQL of the rules is unit-tested in dbt (_int__models.yml: the S2 cross, the S3 exit's
+cross, S4 on Chinese and English headlines); here the sample warehouse shows the rules are
+events, not states."""
 
 from __future__ import annotations
 
@@ -69,6 +70,20 @@ def test_s2_is_an_event_in_the_sample(sample_rates, market):
     assert 0.0 < s2["entry"] < 0.1
     assert 0.0 < s2["exit"] < 0.1
     assert s2["entry"] + s2["exit"] < 0.2
+
+
+@pytest.mark.parametrize("market", ["us", "cn"])
+def test_s3_exit_is_an_event_and_most_days_fire_no_rule(built_sample, sample_rates, market):
+    """As a state (RSI-14 above 55, or the close below its 60-session average) S3's exit held on
+    about three ticker-days in four; as a cross it fires on a few percent, and most ticker-days
+    have no rule firing at all, so Strict is more than a trend filter."""
+    assert 0.0 < sample_rates.loc[(market, "S3"), "exit"] < 0.15
+    columns = " or ".join(f"signals.{name}" for name in signal_columns())
+    with duckdb.connect(str(built_sample.warehouse), read_only=True) as connection:
+        (any_rule,) = connection.execute(
+            f"select avg(({columns})::int) from pit_snapshots where market = ?", [market]
+        ).fetchone()
+    assert any_rule < 0.5
 
 
 def test_s4_fires_on_a_share_news_tone_in_the_sample(built_sample, sample_rates):

@@ -73,11 +73,15 @@ windowed as (
         avg(close) over (by_date rows between 4 preceding and current row) as ma_5,
         avg(close) over (by_date rows between 19 preceding and current row) as ma_20,
         avg(close) over (by_date rows between 59 preceding and current row) as ma_60,
-        -- The same averages as of the session before (S2's crossover compares the two).
+        -- The same averages as of the session before (S2's and S3's crossovers compare the
+        -- last session with the one before it).
         avg(close) over (by_date rows between 5 preceding and 1 preceding) as ma_5_previous,
         avg(close) over (by_date rows between 20 preceding and 1 preceding) as ma_20_previous,
+        avg(close) over (by_date rows between 60 preceding and 1 preceding) as ma_60_previous,
         avg(gain) over (by_date rows between 13 preceding and current row) as avg_gain_14,
         avg(loss) over (by_date rows between 13 preceding and current row) as avg_loss_14,
+        avg(gain) over (by_date rows between 14 preceding and 1 preceding) as avg_gain_14_previous,
+        avg(loss) over (by_date rows between 14 preceding and 1 preceding) as avg_loss_14_previous,
         stddev_samp(ret_1d) over (by_date rows between 19 preceding and current row)
             as volatility_20d,
         avg(volume) over (by_date rows between 20 preceding and 1 preceding) as avg_volume_prior_20,
@@ -117,12 +121,19 @@ final as (
         case when n_sessions >= 60 then ma_60 end as ma_60,
         case when n_sessions >= 6 then ma_5_previous end as ma_5_previous,
         case when n_sessions >= 21 then ma_20_previous end as ma_20_previous,
+        case when n_sessions >= 61 then ma_60_previous end as ma_60_previous,
+        close_lag_1 as close_previous,
         -- RSI-14 with simple 14-session averages of gains and losses (Cutler's RSI).
         case
             when n_sessions <= 14 then null
             when avg_loss_14 = 0 then 100.0
             else 100.0 - 100.0 / (1.0 + avg_gain_14 / avg_loss_14)
         end as rsi_14,
+        case
+            when n_sessions <= 15 then null
+            when avg_loss_14_previous = 0 then 100.0
+            else 100.0 - 100.0 / (1.0 + avg_gain_14_previous / avg_loss_14_previous)
+        end as rsi_14_previous,
         case when n_sessions > 20 then volatility_20d end as volatility_20d,
         case when n_sessions > 20 then volume / nullif(avg_volume_prior_20, 0) end
             as volume_ratio_20d,

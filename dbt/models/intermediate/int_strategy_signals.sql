@@ -71,7 +71,16 @@ final as (
         coalesce(ma_5 > ma_20 and not ma_5_previous > ma_20_previous, false) as s2_entry,
         coalesce(ma_5 < ma_20 and not ma_5_previous < ma_20_previous, false) as s2_exit,
         coalesce(rsi_14 < {{ var('s3_rsi_entry') }} and close > ma_60, false) as s3_entry,
-        coalesce(rsi_14 > {{ var('s3_rsi_exit') }} or close < ma_60, false) as s3_exit,
+        -- S3's exit is an event too: RSI-14 crossing above the exit level, or the close
+        -- crossing below its 60-session MA (either state alone holds on most sessions).
+        coalesce(
+            (
+                rsi_14 > {{ var('s3_rsi_exit') }}
+                and not rsi_14_previous > {{ var('s3_rsi_exit') }}
+            )
+            or (close < ma_60 and not close_previous < ma_60_previous),
+            false
+        ) as s3_exit,
         coalesce(
             recent_report_growth >= {{ var('s4_surprise_pct') / 100 }}
             or news_tone >= {{ var('s4_news_tone') }},
