@@ -184,9 +184,20 @@ def as_arrow(values: object, kind: pa.DataType) -> pa.Array:
 def write_table(data_dir: Path, name: str, columns: dict[str, object]) -> int:
     """Write one raw table with the contract's exact schema (the market column first)."""
     schema = SESSIONS_SCHEMA if name == "sessions" else TABLES[name].arrow_schema()
+    # An optional column the bench does not fill is empty, as when a file leaves it out.
+    optional = (
+        set()
+        if name == "sessions"
+        else set(TABLES[name].column_names) - set(TABLES[name].required_columns)
+    )
     length = len(next(iter(columns.values())))
     arrays = [pa.repeat(pa.scalar(MARKET), length)]
-    arrays += [as_arrow(columns[column.name], column.type) for column in list(schema)[1:]]
+    arrays += [
+        pa.nulls(length, column.type)
+        if column.name in optional and column.name not in columns
+        else as_arrow(columns[column.name], column.type)
+        for column in list(schema)[1:]
+    ]
     table = pa.Table.from_arrays(arrays, schema=schema)
     path = data_dir / "raw" / MARKET / f"{name}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
