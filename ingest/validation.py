@@ -418,10 +418,8 @@ def _check_corporate_actions(actions: TableCheck, prices: TableCheck, market: st
         by="ticker",
         allow_exact_matches=False,
     ).set_index("position")
-    previous = found["previous_close"].reindex(range(len(events)))
-    previous.index = events.index
-    previous_date = found["previous_date"].reindex(range(len(events)))
-    previous_date.index = events.index
+    found = found.reindex(range(len(events))).set_axis(events.index)
+    previous, previous_date = found["previous_close"], found["previous_date"]
     dividend = events["cash_dividend"].astype("float64")
     actions.reject(
         (dividend >= previous).fillna(False),

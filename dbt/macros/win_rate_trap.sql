@@ -4,8 +4,9 @@
 #}
 
 {# Buy-and-hold at the arm's mean exposure: that share of the capital bought and held over the
-   arm's window, the rest left in cash (at 0, the metrics' risk-free convention), never
-   rebalanced; so mean exposure x buy-and-hold's total return. A static split rather than a
+   arm's window, the rest left in cash without interest (the arm's own idle cash earns the
+   risk-free rate, so this comparison leans slightly in the arm's favour), never rebalanced;
+   so mean exposure x buy-and-hold's total return. A static split rather than a
    daily-rebalanced constant mix: a real portfolio with no trading after the first bar, so it
    has no rebalancing costs to invent, and it reads as "the same money at risk, just held". #}
 {% macro exposure_matched_return(avg_exposure, buy_and_hold_return) %}

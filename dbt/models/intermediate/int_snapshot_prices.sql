@@ -50,9 +50,7 @@ joined as (
         and grid.ticker = features.ticker
         and grid.max_price_date = features.price_date
     left join pending
-        on grid.market = pending.market
-        and grid.ticker = pending.ticker
-        and grid.decision_date = pending.decision_date
+        on {{ same_snapshot('grid', 'pending') }}
 ),
 
 final as (

@@ -52,9 +52,7 @@ proposals as (
         {{ any_rule_fires('snapshot_signals.signals', 'exit') }} as exit_fires
     from decisions
     left join snapshot_signals
-        on decisions.market = snapshot_signals.market
-        and decisions.ticker = snapshot_signals.ticker
-        and decisions.decision_date = snapshot_signals.decision_date
+        on {{ same_snapshot('decisions', 'snapshot_signals') }}
     where decisions.answered
         and decisions.parse_status != 'failed'
         and decisions.proposed_action is not null
